@@ -1,0 +1,122 @@
+//! A streaming cursor over a key range of a tree: a stack of nodes from the
+//! root to the current leaf, so memory is O(height), not O(entries).
+
+use std::sync::Arc;
+
+use super::child_index;
+use crate::crypto::seal::Kind;
+use crate::error::{Error, Result};
+use crate::format::MAX_TREE_HEIGHT;
+use crate::format::commit::TreeRoot;
+use crate::format::node::Node;
+use crate::format::ptr::Ptr;
+use crate::storage::store::Store;
+
+pub struct Cursor<'a> {
+    store: &'a Store,
+    kind: Kind,
+    /// (node, its pointer, index of the next item to visit)
+    stack: Vec<(Arc<Node>, Ptr, usize)>,
+    end: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// A cursor over keys in `[start, end)` (`end == None`: to the last key).
+    pub fn new(store: &'a Store, kind: Kind, root: &TreeRoot, start: &[u8], end: Option<Vec<u8>>) -> Result<Cursor<'a>> {
+        let mut c = Cursor {
+            store,
+            kind,
+            stack: Vec::new(),
+            end,
+            done: false,
+        };
+        let Some(mut ptr) = root.root else {
+            c.done = true;
+            return Ok(c);
+        };
+        if root.height == 0 || root.height > MAX_TREE_HEIGHT {
+            return Err(Error::corrupt("tree height out of range", ptr.offset));
+        }
+        let mut level = (root.height - 1) as u8;
+        loop {
+            let node = store.read_node(kind, &ptr, level)?;
+            match &*node {
+                Node::Leaf(entries) => {
+                    let i = entries.partition_point(|(k, _)| k.as_slice() < start);
+                    c.stack.push((node.clone(), ptr, i));
+                    return Ok(c);
+                }
+                Node::Internal { children, .. } => {
+                    let i = child_index(children, start);
+                    let child = children[i].1;
+                    c.stack.push((node.clone(), ptr, i + 1));
+                    check_child(&ptr, &child)?;
+                    ptr = child;
+                    level -= 1;
+                }
+            }
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        loop {
+            let Some((node, ptr, idx)) = self.stack.last_mut() else { return Ok(None) };
+            match &**node {
+                Node::Leaf(entries) => {
+                    if let Some((k, v)) = entries.get(*idx) {
+                        *idx += 1;
+                        return Ok(Some((k.clone(), v.clone())));
+                    }
+                    self.stack.pop();
+                }
+                Node::Internal { children, level } => {
+                    let Some((_, child)) = children.get(*idx) else {
+                        self.stack.pop();
+                        continue;
+                    };
+                    let child = *child;
+                    *idx += 1;
+                    check_child(ptr, &child)?;
+                    let level = level - 1;
+                    let n = self.store.read_node(self.kind, &child, level)?;
+                    self.stack.push((n, child, 0));
+                }
+            }
+        }
+    }
+}
+
+fn check_child(parent: &Ptr, child: &Ptr) -> Result<()> {
+    if child.generation > parent.generation {
+        return Err(Error::corrupt("child newer than its parent", child.offset));
+    }
+    Ok(())
+}
+
+impl Iterator for Cursor<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.advance() {
+            Ok(Some((k, v))) => {
+                if self.end.as_ref().is_some_and(|e| k >= *e) {
+                    self.done = true;
+                    return None;
+                }
+                Some(Ok((k, v)))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! A copy-on-write B-tree over sealed pages. Nodes are never changed in
+//! place: a commit applies a sorted batch of changes and writes new nodes
+//! for the touched paths only ([`apply`]); reads descend from a root
+//! through the store's cache ([`cursor`]).
+
+pub mod apply;
+pub mod cursor;
+
+use crate::crypto::seal::Kind;
+use crate::error::{Error, Result};
+use crate::format::MAX_TREE_HEIGHT;
+use crate::format::commit::TreeRoot;
+use crate::format::node::Node;
+use crate::storage::store::Store;
+
+/// Index of the child of an internal node that may hold `key`: the last
+/// child whose smallest key is `<= key`, or the first child.
+pub fn child_index(children: &[(Vec<u8>, crate::format::ptr::Ptr)], key: &[u8]) -> usize {
+    children.partition_point(|(k, _)| k.as_slice() <= key).saturating_sub(1)
+}
+
+/// Looks `key` up in the tree at `root`.
+pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let Some(mut ptr) = root.root else { return Ok(None) };
+    if root.height == 0 || root.height > MAX_TREE_HEIGHT {
+        return Err(Error::corrupt("tree height out of range", ptr.offset));
+    }
+    let mut level = (root.height - 1) as u8;
+    loop {
+        let node = store.read_node(kind, &ptr, level)?;
+        match &*node {
+            Node::Leaf(entries) => {
+                return Ok(entries
+                    .binary_search_by(|(k, _)| k.as_slice().cmp(key))
+                    .ok()
+                    .map(|i| entries[i].1.clone()));
+            }
+            Node::Internal { children, .. } => {
+                let child = children[child_index(children, key)].1;
+                if child.generation > ptr.generation {
+                    return Err(Error::corrupt("child newer than its parent", child.offset));
+                }
+                ptr = child;
+                level -= 1;
+            }
+        }
+    }
+}

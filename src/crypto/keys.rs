@@ -1,0 +1,92 @@
+//! User keys, the master key and the subkeys derived from it.
+
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use zeroize::{Zeroize, Zeroizing};
+
+/// A key that opens a lockbox: a passphrase (stretched with Argon2id) or a
+/// raw 256-bit key. Zeroized on drop; never printed by `Debug`.
+#[derive(Clone)]
+pub struct Key(pub(crate) KeyKind);
+
+#[derive(Clone)]
+pub(crate) enum KeyKind {
+    Passphrase(Zeroizing<String>),
+    Raw(Zeroizing<[u8; 32]>),
+}
+
+impl Key {
+    /// A passphrase key. Its wrapping key is derived with Argon2id using the
+    /// parameters stored in the key slot.
+    pub fn passphrase(passphrase: impl Into<String>) -> Key {
+        Key(KeyKind::Passphrase(Zeroizing::new(passphrase.into())))
+    }
+
+    /// A raw 256-bit key (for keys kept in a secret store or a KMS).
+    pub fn raw(key: [u8; 32]) -> Key {
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(&key);
+        let mut key = key;
+        key.zeroize();
+        Key(KeyKind::Raw(k))
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            KeyKind::Passphrase(_) => f.write_str("Key::Passphrase(<redacted>)"),
+            KeyKind::Raw(_) => f.write_str("Key::Raw(<redacted>)"),
+        }
+    }
+}
+
+/// The archive's random master key. Only used to derive subkeys.
+pub(crate) struct MasterKey(pub(crate) Zeroizing<[u8; 32]>);
+
+impl MasterKey {
+    pub fn random() -> crate::Result<MasterKey> {
+        let mut k = Zeroizing::new([0u8; 32]);
+        crate::crypto::seal::fill_random(&mut k[..])?;
+        Ok(MasterKey(k))
+    }
+}
+
+/// The subkeys derived from the master key, one per purpose, so the master
+/// key itself never encrypts anything.
+pub(crate) struct SubKeys {
+    /// Seals metadata: TOC and variable nodes, frame indexes.
+    pub meta: XChaCha20Poly1305,
+    /// Seals file-data frames.
+    pub data: XChaCha20Poly1305,
+    /// Seals the commit slots.
+    pub commit: XChaCha20Poly1305,
+    /// Keys content hashes (deduplication).
+    #[allow(dead_code)]
+    pub hash: Zeroizing<[u8; 32]>,
+}
+
+fn derive(context: &str, master: &MasterKey) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(blake3::derive_key(context, &master.0[..]))
+}
+
+fn cipher(context: &str, master: &MasterKey) -> XChaCha20Poly1305 {
+    let k = derive(context, master);
+    XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*k))
+}
+
+impl SubKeys {
+    pub fn derive(master: &MasterKey) -> SubKeys {
+        SubKeys {
+            meta: cipher("lockbox v1 2026-11 metadata pages", master),
+            data: cipher("lockbox v1 2026-11 data frames", master),
+            commit: cipher("lockbox v1 2026-11 commit slots", master),
+            hash: derive("lockbox v1 2026-11 content hash", master),
+        }
+    }
+}
+
+impl std::fmt::Debug for SubKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubKeys(<redacted>)")
+    }
+}

@@ -1,0 +1,5 @@
+//! Cryptography: keys and subkeys, key slots, and sealing of records.
+
+pub mod keys;
+pub mod seal;
+pub mod slots;

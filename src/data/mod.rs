@@ -1,0 +1,7 @@
+//! File data: large files cut into frames reached through a frame-index
+//! tree, small files packed many to a frame, and range reads that decode
+//! only the frames they overlap.
+
+pub mod frames;
+pub mod pack;
+pub mod read;

@@ -1,0 +1,72 @@
+//! Reading content: range reads straight into the caller's buffer,
+//! decoding only the frames the range overlaps.
+
+use super::frames::locate;
+use crate::error::{Error, Result};
+use crate::format::entry::Content;
+use crate::storage::store::Store;
+
+/// Copies bytes `[offset, offset + buf.len())` of content `len` bytes long
+/// into `buf`; returns how many (fewer at the end, 0 past it). `pending`
+/// is the open pack's bytes, for `Content::Pending`.
+pub fn read_at(store: &Store, content: &Content, len: u64, offset: u64, buf: &mut [u8], pending: &[u8]) -> Result<usize> {
+    if offset >= len || buf.is_empty() {
+        return Ok(0);
+    }
+    let want = (len - offset).min(buf.len() as u64) as usize;
+    let buf = &mut buf[..want];
+    match content {
+        Content::Empty => Err(Error::corrupt("empty content with a length", 0)),
+        Content::Inline(b) => exact(copy_slice(b, offset, buf, 0)?, want, 0),
+        Content::Pending { offset: start, .. } => exact(copy_slice(pending, *start as u64 + offset, buf, 0)?, want, 0),
+        Content::Packed { frame, offset: start } => {
+            let end = *start as u64 + len;
+            if end > frame.raw_len as u64 {
+                return Err(Error::corrupt("packed file beyond its frame", frame.offset));
+            }
+            let n = store.with_frame(frame, |bytes| copy_slice(bytes, *start as u64 + offset, buf, frame.offset))?;
+            exact(n, want, frame.offset)
+        }
+        Content::Frames { frame_size, depth, root } => {
+            let fs = *frame_size as u64;
+            if fs == 0 {
+                return Err(Error::corrupt("zero frame size", root.offset));
+            }
+            let nframes = len.div_ceil(fs);
+            let mut done = 0usize;
+            while done < want {
+                let pos = offset + done as u64;
+                let i = pos / fs;
+                let ptr = locate(store, *depth, root, i)?;
+                let expect = if i + 1 == nframes { len - i * fs } else { fs };
+                if ptr.raw_len as u64 != expect {
+                    return Err(Error::corrupt("frame length differs from the file's layout", ptr.offset));
+                }
+                let n = store.with_frame(&ptr, |bytes| copy_slice(bytes, pos - i * fs, &mut buf[done..], ptr.offset))?;
+                if n == 0 {
+                    return Err(Error::corrupt("empty frame", ptr.offset));
+                }
+                done += n;
+            }
+            Ok(done)
+        }
+    }
+}
+
+/// Copies as much of `src[from..]` as fits into `dst`.
+fn copy_slice(src: &[u8], from: u64, dst: &mut [u8], at: u64) -> Result<usize> {
+    let avail = usize::try_from(from)
+        .ok()
+        .and_then(|f| src.get(f..))
+        .ok_or_else(|| Error::corrupt("content shorter than its length", at))?;
+    let n = avail.len().min(dst.len());
+    dst[..n].copy_from_slice(&avail[..n]);
+    Ok(n)
+}
+
+fn exact(n: usize, want: usize, at: u64) -> Result<usize> {
+    if n != want {
+        return Err(Error::corrupt("content shorter than its length", at));
+    }
+    Ok(n)
+}

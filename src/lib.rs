@@ -1,0 +1,26 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod btree;
+mod crypto;
+mod data;
+mod error;
+mod format;
+mod lockbox;
+mod options;
+mod path;
+mod staged;
+mod storage;
+mod toc;
+mod vars;
+mod verify;
+
+pub use crypto::keys::Key;
+pub use crypto::slots::KdfParams;
+pub use error::{Error, Result};
+pub use lockbox::Lockbox;
+pub use options::{Builder, CommitStats, Profile, VerifyReport};
+pub use storage::backend::IoStats;
+pub use storage::cache::CacheStats;
+pub use toc::{Entry, EntryKind};

@@ -1,0 +1,153 @@
+//! Options and reports: [`Builder`], [`Profile`], and the `*Stats` types.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::crypto::keys::Key;
+use crate::crypto::slots::KdfParams;
+use crate::error::Result;
+use crate::format::{DEFAULT_FRAME_SIZE, DEFAULT_NODE_CAPACITY};
+use crate::lockbox::Lockbox;
+
+/// How the cache behaves; the caller chooses, lockbox never guesses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Profile {
+    /// Mixed reads and writes (default): metadata cached, frames decoded per read.
+    #[default]
+    Interactive,
+    /// Large imports: new file data goes straight to disk and is not cached.
+    BulkImport,
+    /// Repeated reads: decoded frames are kept in the bounded cache, so
+    /// reads of nearby ranges skip decryption and decompression.
+    ReadMostly,
+    /// Full or repeated extraction: like `ReadMostly`.
+    ExtractMany,
+}
+
+impl Profile {
+    pub(crate) fn caches_frames(self) -> bool {
+        matches!(self, Profile::ReadMostly | Profile::ExtractMany)
+    }
+}
+
+/// Configures how a lockbox is created or opened.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    pub(crate) profile: Profile,
+    pub(crate) cache_bytes: u64,
+    pub(crate) kdf: KdfParams,
+    pub(crate) read_only: bool,
+    pub(crate) mmap: bool,
+    pub(crate) level: i32,
+    pub(crate) node_capacity: u32,
+    pub(crate) frame_size: u32,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            profile: Profile::Interactive,
+            cache_bytes: 64 * 1024 * 1024,
+            kdf: KdfParams::default(),
+            read_only: false,
+            mmap: true,
+            level: 3,
+            node_capacity: DEFAULT_NODE_CAPACITY,
+            frame_size: DEFAULT_FRAME_SIZE,
+        }
+    }
+}
+
+impl Builder {
+    /// The cache profile (default `Interactive`).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
+    }
+    /// Bytes of decoded pages and frames the cache may hold (default 64 MiB).
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+    /// Argon2id parameters for passphrase slots created by this builder.
+    pub fn kdf(mut self, kdf: KdfParams) -> Self {
+        self.kdf = kdf;
+        self
+    }
+    /// Open read-only: a shared lock, no changes, memory-mapped reads.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+    /// Whether read-only handles map the file (default true); see the
+    /// storage docs for what happens if another program truncates it.
+    pub fn mmap(mut self, mmap: bool) -> Self {
+        self.mmap = mmap;
+        self
+    }
+    /// zstd level for new frames and pages (default 3).
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.level = level;
+        self
+    }
+    /// Logical capacity of a B-tree node for a new lockbox (test knob).
+    #[doc(hidden)]
+    pub fn node_capacity(mut self, bytes: usize) -> Self {
+        self.node_capacity = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Creates a new lockbox file; `AlreadyExists` if the path exists.
+    pub fn create(self, path: impl AsRef<Path>, key: Key) -> Result<Lockbox> {
+        Lockbox::create_with(self, Some(path.as_ref()), key)
+    }
+    /// Opens an existing lockbox file.
+    pub fn open(self, path: impl AsRef<Path>, key: Key) -> Result<Lockbox> {
+        Lockbox::open_with(self, Some(path.as_ref()), None, key)
+    }
+    /// Creates a lockbox held in memory (see [`Lockbox::image`]).
+    pub fn create_in_memory(self, key: Key) -> Result<Lockbox> {
+        Lockbox::create_with(self, None, key)
+    }
+    /// Opens an in-memory copy of a lockbox image.
+    pub fn open_bytes(self, bytes: Vec<u8>, key: Key) -> Result<Lockbox> {
+        Lockbox::open_with(self, None, Some(bytes), key)
+    }
+}
+
+/// What a commit did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Sequence number of the commit now durable (unchanged if nothing was staged).
+    pub sequence: u64,
+    /// Metadata pages written by the commit itself (nodes, index pages, packs).
+    pub pages_written: u64,
+    /// Bytes written by the commit itself, including the commit slot.
+    pub bytes_written: u64,
+    /// Entries and variables set or removed.
+    pub entries_changed: u64,
+    /// Wall time of the commit.
+    pub duration: Duration,
+}
+
+/// What [`Lockbox::verify`] checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Sequence number of the verified commit.
+    pub sequence: u64,
+    /// TOC entries.
+    pub entries: u64,
+    /// Variables.
+    pub variables: u64,
+    /// Height of the TOC tree (0 when empty).
+    pub toc_height: u32,
+    /// Height of the variables tree.
+    pub vars_height: u32,
+    /// Sealed regions authenticated.
+    pub regions: u64,
+    /// Bytes in those regions.
+    pub region_bytes: u64,
+    /// File-data bytes read back and checked.
+    pub data_bytes: u64,
+}

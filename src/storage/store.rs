@@ -1,0 +1,305 @@
+//! The store: seals and writes regions, reads and opens them, and keeps the
+//! cache of decoded objects. Everything above it speaks in [`Ptr`]s.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chacha20poly1305::XChaCha20Poly1305;
+
+use super::backend::{Backend, Counted, IoStats};
+use super::cache::{Cache, CacheStats, Cached};
+use crate::crypto::keys::SubKeys;
+use crate::crypto::seal::{self, Kind, Prepared};
+use crate::error::{Error, Result};
+use crate::format::bytes::{Put, Reader};
+use crate::format::node::Node;
+use crate::format::ptr::{PTR_LEN, Ptr};
+use crate::format::{DATA_START, INDEX_FANOUT};
+
+/// Largest sealed region or uncompressed length accepted when reading.
+pub const MAX_REGION: u32 = 32 * 1024 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+pub struct Store {
+    backend: Counted,
+    keys: SubKeys,
+    archive_id: [u8; 16],
+    cache: Mutex<Cache>,
+    /// End of allocated space as this handle sees it (committed or staged).
+    tail: AtomicU64,
+    cache_frames: AtomicBool,
+    pub level: i32,
+}
+
+fn cipher_for(keys: &SubKeys, kind: Kind) -> &XChaCha20Poly1305 {
+    match kind {
+        Kind::Frame => &keys.data,
+        Kind::Commit => &keys.commit,
+        _ => &keys.meta,
+    }
+}
+
+impl Store {
+    pub fn new(backend: Box<dyn Backend>, keys: SubKeys, archive_id: [u8; 16], cache_bytes: usize, level: i32) -> Store {
+        Store {
+            backend: Counted::new(backend),
+            keys,
+            archive_id,
+            cache: Mutex::new(Cache::new(cache_bytes)),
+            tail: AtomicU64::new(DATA_START),
+            cache_frames: AtomicBool::new(false),
+            level,
+        }
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        &self.backend
+    }
+
+    pub fn keys(&self) -> &SubKeys {
+        &self.keys
+    }
+
+    pub fn archive_id(&self) -> &[u8; 16] {
+        &self.archive_id
+    }
+
+    pub fn io_stats(&self) -> IoStats {
+        self.backend.stats()
+    }
+
+    pub fn tail(&self) -> u64 {
+        self.tail.load(Ordering::Acquire)
+    }
+
+    pub fn set_tail(&self, end: u64) {
+        self.tail.store(end, Ordering::Release);
+    }
+
+    pub fn set_cache_frames(&self, on: bool) {
+        self.cache_frames.store(on, Ordering::Relaxed);
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // A panic while holding the lock cannot leave the cache inconsistent
+        // in a way that matters (it only holds decoded copies).
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache().stats()
+    }
+
+    pub fn clear_cache(&self) {
+        self.cache().clear();
+    }
+
+    // ---- writing ----
+
+    /// Seals and writes one region at the tail.
+    pub fn write_region(&self, kind: Kind, generation: u64, raw: &[u8]) -> Result<Ptr> {
+        let level = if kind == Kind::Frame || kind == Kind::TocNode || kind == Kind::VarNode || kind == Kind::FrameIndex {
+            Some(self.level)
+        } else {
+            None
+        };
+        let prepared = Prepared::new(raw, level)?;
+        let mut ptrs = self.write_prepared(kind, generation, vec![prepared])?;
+        ptrs.pop().ok_or_else(|| Error::corrupt("no region written", 0))
+    }
+
+    /// Compresses `raws` in parallel, then seals and writes them as one
+    /// contiguous run at the tail. Returns their pointers in order.
+    pub fn write_frames(&self, generation: u64, raws: &[&[u8]]) -> Result<Vec<Ptr>> {
+        let level = Some(self.level);
+        let prepared = par_map(raws, |raw| Prepared::new(raw, level))
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        self.write_prepared(Kind::Frame, generation, prepared)
+    }
+
+    fn write_prepared(&self, kind: Kind, generation: u64, mut prepared: Vec<Prepared>) -> Result<Vec<Ptr>> {
+        let start = self.tail();
+        let mut offsets = Vec::with_capacity(prepared.len());
+        let mut at = start;
+        for p in &prepared {
+            offsets.push(at);
+            at += p.sealed_len() as u64;
+        }
+        let cipher = cipher_for(&self.keys, kind);
+        let id = self.archive_id;
+        let work: Vec<(&mut Prepared, u64)> = prepared.iter_mut().zip(offsets.iter().copied()).collect();
+        let tags = par_map_owned(work, |(p, off)| {
+            let aad = seal::aad(&id, kind, off, generation, p.raw_len);
+            p.seal(cipher, &aad)
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+        let mut ptrs = Vec::with_capacity(prepared.len());
+        for ((p, off), tag) in prepared.iter().zip(&offsets).zip(tags) {
+            ptrs.push(Ptr {
+                offset: *off,
+                len: p.buf.len() as u32,
+                generation,
+                raw_len: p.raw_len,
+                tag,
+            });
+        }
+        if prepared.len() == 1 {
+            self.backend.write_at(start, &prepared[0].buf)?;
+        } else {
+            let mut run = Vec::with_capacity((at - start) as usize);
+            for p in &prepared {
+                run.extend_from_slice(&p.buf);
+            }
+            self.backend.write_at(start, &run)?;
+        }
+        self.set_tail(at);
+        Ok(ptrs)
+    }
+
+    /// Writes a B-tree node and caches its decoded form.
+    pub fn write_node(&self, kind: Kind, generation: u64, node: Arc<Node>) -> Result<Ptr> {
+        let raw = node.encode();
+        let ptr = self.write_region(kind, generation, &raw)?;
+        self.cache().insert(&ptr, Cached::Node(node), raw.len());
+        Ok(ptr)
+    }
+
+    /// Writes a frame-index page.
+    pub fn write_index(&self, generation: u64, ptrs: &[Ptr]) -> Result<Ptr> {
+        let mut raw = Vec::with_capacity(4 + ptrs.len() * PTR_LEN);
+        raw.put_u32(ptrs.len() as u32);
+        for p in ptrs {
+            p.encode(&mut raw);
+        }
+        self.write_region(Kind::FrameIndex, generation, &raw)
+    }
+
+    // ---- reading ----
+
+    fn check_ptr(&self, ptr: &Ptr) -> Result<()> {
+        let ok = ptr.offset >= DATA_START
+            && ptr.end() <= self.tail()
+            && ptr.len as usize >= seal::OVERHEAD
+            && ptr.len <= MAX_REGION
+            && ptr.raw_len <= MAX_REGION;
+        if ok { Ok(()) } else { Err(Error::corrupt("pointer outside the allocated area", ptr.offset)) }
+    }
+
+    /// Reads and opens the region at `ptr` into `cipher_buf`, then decodes
+    /// it into `out` (exactly `raw_len` bytes), or hands the stored body
+    /// straight to `f` without a second copy.
+    fn open_with<R>(&self, ptr: &Ptr, kind: Kind, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        self.check_ptr(ptr)?;
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let (cbuf, out) = &mut *s;
+            cbuf.clear();
+            cbuf.resize(ptr.len as usize, 0);
+            self.backend.read_at(ptr.offset, cbuf)?;
+            if cbuf[cbuf.len() - seal::TAG_LEN..] != ptr.tag {
+                return Err(Error::corrupt("region does not match its pointer (swapped, moved or replayed)", ptr.offset));
+            }
+            let aad = seal::aad(&self.archive_id, kind, ptr.offset, ptr.generation, ptr.raw_len);
+            let (codec, body) = seal::open(cipher_for(&self.keys, kind), &aad, cbuf, ptr.offset)?;
+            if codec == 0 {
+                if body.len() != ptr.raw_len as usize {
+                    return Err(Error::corrupt("stored body length differs from its pointer", ptr.offset));
+                }
+                return f(body);
+            }
+            out.clear();
+            out.resize(ptr.raw_len as usize, 0);
+            seal::decode_into(codec, body, out, ptr.offset)?;
+            f(out)
+        })
+    }
+
+    /// Reads a B-tree node at `level` (through the cache).
+    pub fn read_node(&self, kind: Kind, ptr: &Ptr, level: u8) -> Result<Arc<Node>> {
+        if let Some(Cached::Node(n)) = self.cache().get(ptr) {
+            if n.level() == level {
+                return Ok(n);
+            }
+            return Err(Error::corrupt("node level differs from its place in the tree", ptr.offset));
+        }
+        let node = Arc::new(self.open_with(ptr, kind, |raw| Node::decode(raw, ptr.offset, level))?);
+        self.cache().insert(ptr, Cached::Node(node.clone()), ptr.raw_len as usize);
+        Ok(node)
+    }
+
+    /// Reads a frame-index page (through the cache).
+    pub fn read_index(&self, ptr: &Ptr) -> Result<Arc<Vec<Ptr>>> {
+        if let Some(Cached::Index(v)) = self.cache().get(ptr) {
+            return Ok(v);
+        }
+        let v = Arc::new(self.open_with(ptr, Kind::FrameIndex, |raw| {
+            let mut r = Reader::new(raw, "frame index", ptr.offset);
+            let n = r.u32()? as u64;
+            if n == 0 || n > INDEX_FANOUT || r.remaining() as u64 != n * PTR_LEN as u64 {
+                return Err(r.err("entry count out of range"));
+            }
+            (0..n).map(|_| Ptr::decode(&mut r)).collect::<Result<Vec<_>>>()
+        })?);
+        self.cache().insert(ptr, Cached::Index(v.clone()), ptr.raw_len as usize);
+        Ok(v)
+    }
+
+    /// Calls `f` with the decoded bytes of a data frame. Without frame
+    /// caching this allocates nothing at steady state (per-thread scratch).
+    pub fn with_frame<R>(&self, ptr: &Ptr, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+        if !self.cache_frames.load(Ordering::Relaxed) {
+            return self.open_with(ptr, Kind::Frame, f);
+        }
+        if let Some(Cached::Frame(v)) = self.cache().get(ptr) {
+            return f(&v);
+        }
+        let v = Arc::new(self.open_with(ptr, Kind::Frame, |raw| Ok(raw.to_vec()))?);
+        self.cache().insert(ptr, Cached::Frame(v.clone()), v.len());
+        f(&v)
+    }
+
+    /// Reads a whole region's plaintext (verification, inspection).
+    pub fn read_plain(&self, kind: Kind, ptr: &Ptr) -> Result<Vec<u8>> {
+        self.open_with(ptr, kind, |raw| Ok(raw.to_vec()))
+    }
+}
+
+/// Maps `f` over `items` on up to `available_parallelism` scoped threads.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
+fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    if threads <= 1 {
+        return items.into_iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let mut groups: Vec<Vec<T>> = Vec::new();
+    let mut it = items.into_iter();
+    loop {
+        let g: Vec<T> = it.by_ref().take(chunk).collect();
+        if g.is_empty() {
+            break;
+        }
+        groups.push(g);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups.into_iter().map(|g| s.spawn(|| g.into_iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}

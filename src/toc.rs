@@ -1,0 +1,402 @@
+//! The table of contents: files, directories and symlinks by path, as a
+//! B-tree of [`Record`]s with this handle's staged changes over it.
+
+use std::io::{Read, Write};
+
+use crate::btree;
+use crate::crypto::seal::Kind;
+use crate::data::frames::FrameWriter;
+use crate::data::pack::Member;
+use crate::data::read;
+use crate::error::{Error, Result};
+use crate::format::entry::{Content, INLINE_MAX, MAX_TARGET, Record};
+pub use crate::format::entry::EntryKind;
+use crate::lockbox::{Lockbox, now};
+use crate::path::{ancestors, from_key, normalize, subtree_range, to_key};
+use crate::staged::Merged;
+
+/// Frames compressed and written together by one batch of a streaming write.
+const BATCH_FRAMES: usize = 16;
+
+/// An entry of the lockbox, as `stat` and `list` return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Path inside the lockbox (`"docs/a.txt"`).
+    pub path: String,
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Length in bytes (files), target length (symlinks), 0 (directories).
+    pub len: u64,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// Symlink target.
+    pub target: Option<String>,
+}
+
+fn entry(path: String, r: &Record) -> Entry {
+    let target = match (&r.kind, &r.content) {
+        (EntryKind::Symlink, Content::Inline(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    Entry {
+        path,
+        kind: r.kind,
+        len: r.len,
+        mode: r.mode,
+        mtime: r.mtime,
+        target,
+    }
+}
+
+fn decode_record(v: &[u8], at: u64) -> Result<Record> {
+    Record::decode(v, at)
+}
+
+fn key_path(key: &[u8]) -> Result<String> {
+    from_key(key).ok_or_else(|| Error::corrupt("invalid path in the table of contents", 0))
+}
+
+/// Reads until `buf` is full or the reader ends; returns bytes read.
+fn fill(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(n)
+}
+
+impl Lockbox {
+    // ---- lookups ----
+
+    /// The live record at `key`: staged first, then committed.
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Option<Record>> {
+        if let Some(staged) = self.toc.get(key) {
+            return Ok(staged.clone());
+        }
+        match btree::get(&self.store, Kind::TocNode, self.toc_root(), key)? {
+            Some(v) => Ok(Some(Record::decode(&v, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Live entries strictly below the directory `key` ("" = all).
+    pub(crate) fn subtree(&self, key: &[u8]) -> Result<Merged<'_, Record>> {
+        let (start, end) = subtree_range(key);
+        Merged::new(&self.store, Kind::TocNode, self.toc_root(), &self.toc, &start, end, decode_record)
+    }
+
+    fn has_children(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.subtree(key)?.next().transpose()?.is_some())
+    }
+
+    /// Fails unless every ancestor of `key` is a directory or absent.
+    fn check_parents(&self, key: &[u8]) -> Result<()> {
+        for anc in ancestors(key) {
+            if let Some(r) = self.lookup(anc)? {
+                if r.kind != EntryKind::Dir {
+                    return Err(Error::NotADirectory(key_path(anc)?));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that a file or symlink may be stored at `key`.
+    fn check_file_slot(&self, key: &[u8], path: &str) -> Result<()> {
+        self.check_parents(key)?;
+        let is_dir = match self.lookup(key)? {
+            Some(r) => r.kind == EntryKind::Dir,
+            None => self.has_children(key)?,
+        };
+        if is_dir {
+            return Err(Error::AlreadyExists(path.to_string()));
+        }
+        Ok(())
+    }
+
+    // ---- storing bytes ----
+
+    /// Stores `data` for `member`: inline, packed, or as frames.
+    pub(crate) fn store_bytes(&mut self, member: Member, data: &[u8]) -> Result<Content> {
+        let frame = self.header.frame_size as usize;
+        if data.is_empty() {
+            Ok(Content::Empty)
+        } else if data.len() <= INLINE_MAX {
+            Ok(Content::Inline(data.to_vec()))
+        } else if data.len() < frame / 2 {
+            if !self.pack.fits(data.len()) {
+                self.flush_pack()?;
+            }
+            let offset = self.pack.add(member, data);
+            Ok(Content::Pending {
+                pack_id: self.pack.id,
+                offset,
+            })
+        } else {
+            let mut w = FrameWriter::new(self.header.frame_size, self.next_gen());
+            for batch in data.chunks(frame * BATCH_FRAMES) {
+                let chunks: Vec<&[u8]> = batch.chunks(frame).collect();
+                w.write(&self.store, &chunks)?;
+            }
+            w.finish(&self.store)
+        }
+    }
+
+    /// Streams `r` into storage with memory bounded by one batch of frames.
+    pub(crate) fn store_reader(&mut self, member: Member, r: &mut impl Read) -> Result<(Content, u64)> {
+        let frame = self.header.frame_size as usize;
+        let mut buf = vec![0u8; frame * BATCH_FRAMES];
+        let first = fill(r, &mut buf[..frame])?;
+        if first < frame {
+            return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
+        }
+        let mut w = FrameWriter::new(self.header.frame_size, self.next_gen());
+        let mut filled = first;
+        let mut total = 0u64;
+        loop {
+            let n = fill(r, &mut buf[filled..])?;
+            filled += n;
+            if filled == 0 {
+                break;
+            }
+            let chunks: Vec<&[u8]> = buf[..filled].chunks(frame).collect();
+            w.write(&self.store, &chunks)?;
+            total += filled as u64;
+            if filled < buf.len() {
+                break;
+            }
+            filled = 0;
+        }
+        Ok((w.finish(&self.store)?, total))
+    }
+
+    fn stage(&mut self, key: Vec<u8>, record: Record) {
+        self.toc.insert(key, Some(record));
+    }
+
+    // ---- changes ----
+
+    /// Creates or replaces the file at `path` with `data`.
+    pub fn put(&mut self, path: &str, data: &[u8]) -> Result<()> {
+        self.guarded(|lb| {
+            let p = normalize(path, false)?;
+            let key = to_key(p);
+            lb.check_file_slot(&key, p)?;
+            let content = lb.store_bytes(Member::Toc(key.clone()), data)?;
+            let (mtime, nanos) = now();
+            lb.stage(key, Record { kind: EntryKind::File, mode: 0o644, mtime, mtime_nanos: nanos, len: data.len() as u64, content });
+            Ok(())
+        })
+    }
+
+    /// Creates or replaces the file at `path` with everything `reader`
+    /// yields, streaming: memory stays bounded whatever the size. Returns
+    /// the number of bytes stored.
+    pub fn put_reader(&mut self, path: &str, mut reader: impl Read) -> Result<u64> {
+        self.guarded(|lb| {
+            let p = normalize(path, false)?;
+            let key = to_key(p);
+            lb.check_file_slot(&key, p)?;
+            let (content, len) = lb.store_reader(Member::Toc(key.clone()), &mut reader)?;
+            let (mtime, nanos) = now();
+            lb.stage(key, Record { kind: EntryKind::File, mode: 0o644, mtime, mtime_nanos: nanos, len, content });
+            Ok(len)
+        })
+    }
+
+    /// Creates or replaces a symlink at `path` pointing to `target`
+    /// (stored as given; checked only when extracting).
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<()> {
+        self.guarded(|lb| {
+            let p = normalize(path, false)?;
+            if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
+                return Err(Error::InvalidPath { path: target.to_string(), reason: "symlink target empty, over 4096 bytes, or with NUL" });
+            }
+            let key = to_key(p);
+            lb.check_file_slot(&key, p)?;
+            let (mtime, nanos) = now();
+            let len = target.len() as u64;
+            lb.stage(key, Record { kind: EntryKind::Symlink, mode: 0o777, mtime, mtime_nanos: nanos, len, content: Content::Inline(target.as_bytes().to_vec()) });
+            Ok(())
+        })
+    }
+
+    /// Creates an explicit (possibly empty) directory. A directory that
+    /// already exists explicitly is left as it is.
+    pub fn mkdir(&mut self, path: &str) -> Result<()> {
+        self.guarded(|lb| {
+            let p = normalize(path, false)?;
+            let key = to_key(p);
+            lb.check_parents(&key)?;
+            match lb.lookup(&key)? {
+                Some(r) if r.kind == EntryKind::Dir => return Ok(()),
+                Some(_) => return Err(Error::AlreadyExists(p.to_string())),
+                None => {}
+            }
+            let (mtime, nanos) = now();
+            lb.stage(key, Record { kind: EntryKind::Dir, mode: 0o755, mtime, mtime_nanos: nanos, len: 0, content: Content::Empty });
+            Ok(())
+        })
+    }
+
+    /// Collects the live entry at `key` (if any) and every entry below it.
+    fn collect_tree(&self, key: &[u8]) -> Result<Vec<(Vec<u8>, Record)>> {
+        let mut out = Vec::new();
+        if !key.is_empty() {
+            if let Some(r) = self.lookup(key)? {
+                out.push((key.to_vec(), r));
+            }
+        }
+        for item in self.subtree(key)? {
+            out.push(item?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes a file, symlink, or directory with everything below it
+    /// (`""`: everything). Returns the number of entries removed.
+    pub fn delete(&mut self, path: &str) -> Result<u64> {
+        self.guarded(|lb| {
+            let p = normalize(path, true)?;
+            let key = to_key(p);
+            let doomed = lb.collect_tree(&key)?;
+            if doomed.is_empty() {
+                return Err(Error::NotFound(p.to_string()));
+            }
+            let n = doomed.len() as u64;
+            for (k, _) in doomed {
+                lb.toc.insert(k, None);
+            }
+            Ok(n)
+        })
+    }
+
+    /// Renames a file, symlink or directory subtree. `to` must not exist.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        self.guarded(|lb| {
+            let f = normalize(from, false)?;
+            let t = normalize(to, false)?;
+            let (fk, tk) = (to_key(f), to_key(t));
+            let moving = lb.collect_tree(&fk)?;
+            if moving.is_empty() {
+                return Err(Error::NotFound(f.to_string()));
+            }
+            if fk == tk {
+                return Ok(());
+            }
+            if tk.len() > fk.len() && tk.starts_with(&fk) && tk[fk.len()] == 0 {
+                return Err(Error::InvalidPath { path: t.to_string(), reason: "cannot move a directory inside itself" });
+            }
+            if lb.lookup(&tk)?.is_some() || lb.has_children(&tk)? {
+                return Err(Error::AlreadyExists(t.to_string()));
+            }
+            lb.check_parents(&tk)?;
+            for (k, _) in &moving {
+                lb.toc.insert(k.clone(), None);
+            }
+            for (k, r) in moving {
+                let mut nk = tk.clone();
+                nk.extend_from_slice(&k[fk.len()..]);
+                if matches!(r.content, Content::Pending { pack_id, .. } if pack_id == lb.pack.id) {
+                    lb.pack.members.push(Member::Toc(nk.clone()));
+                }
+                lb.toc.insert(nk, Some(r));
+            }
+            Ok(())
+        })
+    }
+
+    // ---- reads ----
+
+    /// The entry at `path`, or `None`. A path that is only the parent of
+    /// stored entries (an implicit directory) stats as a directory.
+    pub fn stat(&self, path: &str) -> Result<Option<Entry>> {
+        let p = normalize(path, false)?;
+        let key = to_key(p);
+        if let Some(r) = self.lookup(&key)? {
+            return Ok(Some(entry(p.to_string(), &r)));
+        }
+        if self.has_children(&key)? {
+            return Ok(Some(Entry { path: p.to_string(), kind: EntryKind::Dir, len: 0, mode: 0o755, mtime: 0, target: None }));
+        }
+        Ok(None)
+    }
+
+    /// Every stored entry strictly below the directory `prefix` (`""`: all),
+    /// recursively, in path order (component-wise: `a`, `a/b`, `a-x`),
+    /// streaming with memory bounded by the tree height.
+    pub fn list(&self, prefix: &str) -> Result<impl Iterator<Item = Result<Entry>> + '_> {
+        let p = normalize(prefix, true)?;
+        let it = self.subtree(&to_key(p))?;
+        Ok(it.map(|item| {
+            let (k, r) = item?;
+            Ok(entry(key_path(&k)?, &r))
+        }))
+    }
+
+    fn file_record(&self, path: &str) -> Result<Record> {
+        let p = normalize(path, false)?;
+        match self.lookup(&to_key(p))? {
+            Some(r) if r.kind == EntryKind::File => Ok(r),
+            Some(_) => Err(Error::NotAFile(p.to_string())),
+            None if self.has_children(&to_key(p))? => Err(Error::NotAFile(p.to_string())),
+            None => Err(Error::NotFound(p.to_string())),
+        }
+    }
+
+    fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let pending: &[u8] = match r.content {
+            Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
+            Content::Pending { .. } => return Err(Error::corrupt("staged content lost its pack", 0)),
+            _ => &[],
+        };
+        read::read_at(&self.store, &r.content, r.len, offset, buf, pending)
+    }
+
+    /// The whole content of the file at `path`.
+    pub fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let r = self.file_record(path)?;
+        let len = usize::try_from(r.len).map_err(|_| Error::LimitExceeded { what: "file larger than memory".into(), limit: usize::MAX as u64 })?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(len).map_err(|_| Error::LimitExceeded { what: "file larger than available memory; use copy_to".into(), limit: len as u64 })?;
+        out.resize(len, 0);
+        let n = self.read_record(&r, 0, &mut out)?;
+        if n != len {
+            return Err(Error::corrupt("file shorter than its length", 0));
+        }
+        Ok(out)
+    }
+
+    /// Reads up to `buf.len()` bytes of the file at `path` from `offset`
+    /// into `buf`, decoding only the frames the range overlaps. Returns the
+    /// bytes read: fewer at the end of the file, 0 at or past it.
+    pub fn read_at(&self, path: &str, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let r = self.file_record(path)?;
+        self.read_record(&r, offset, buf)
+    }
+
+    /// Streams the file at `path` into `out`; returns the bytes written.
+    pub fn copy_to(&self, path: &str, out: &mut impl Write) -> Result<u64> {
+        let r = self.file_record(path)?;
+        let chunk = (self.header.frame_size as u64).min(r.len.max(1)) as usize;
+        let mut buf = vec![0u8; chunk];
+        let mut done = 0u64;
+        while done < r.len {
+            let n = self.read_record(&r, done, &mut buf)?;
+            if n == 0 {
+                return Err(Error::corrupt("file shorter than its length", 0));
+            }
+            out.write_all(&buf[..n])?;
+            done += n as u64;
+        }
+        Ok(done)
+    }
+}
+

@@ -1,0 +1,215 @@
+//! `verify()`: walk everything reachable from the last commit, authenticate
+//! every region, and check the trees' invariants and the data layout.
+
+use ahash::AHashSet;
+
+use crate::crypto::seal::Kind;
+use crate::data::frames::MAX_INDEX_DEPTH;
+use crate::error::{Error, Result};
+use crate::format::bytes::Reader;
+use crate::format::commit::TreeRoot;
+use crate::format::entry::{Content, EntryKind, Record, VarRecord};
+use crate::format::node::Node;
+use crate::format::ptr::{PTR_LEN, Ptr};
+use crate::format::{DATA_START, INDEX_FANOUT, MAX_TREE_HEIGHT};
+use crate::lockbox::Lockbox;
+use crate::options::VerifyReport;
+use crate::path::from_key;
+
+struct Walk<'a> {
+    lb: &'a Lockbox,
+    regions: Vec<(u64, u64)>,
+    frames_seen: AHashSet<(u64, [u8; 16])>,
+    report: VerifyReport,
+}
+
+impl Lockbox {
+    /// Authenticates every region reachable from the last commit and checks
+    /// the invariants: keys ordered and within their parent's range, every
+    /// leaf at the same depth, no child newer than its parent, entry counts
+    /// as recorded, every file's frames consistent with its length, and no
+    /// two reachable regions overlapping. Staged changes are not checked.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let c = &self.committed;
+        let mut w = Walk {
+            lb: self,
+            regions: Vec::new(),
+            frames_seen: AHashSet::new(),
+            report: VerifyReport {
+                sequence: c.seq,
+                toc_height: c.toc.height,
+                vars_height: c.vars.height,
+                ..Default::default()
+            },
+        };
+        let entries = w.tree(Kind::TocNode, &c.toc, c.seq)?;
+        let vars = w.tree(Kind::VarNode, &c.vars, c.seq)?;
+        w.report.entries = entries;
+        w.report.variables = vars;
+        w.regions.sort_unstable();
+        for pair in w.regions.windows(2) {
+            if pair[0].1 > pair[1].0 {
+                return Err(Error::corrupt("two reachable regions overlap", pair[1].0));
+            }
+        }
+        if let Some(&(start, _)) = w.regions.first() {
+            if start < DATA_START {
+                return Err(Error::corrupt("region inside the header area", start));
+            }
+        }
+        if let Some(&(_, end)) = w.regions.last() {
+            if end > c.data_end {
+                return Err(Error::corrupt("region past the committed end", end));
+            }
+        }
+        Ok(w.report)
+    }
+}
+
+impl Walk<'_> {
+    fn region(&mut self, ptr: &Ptr) {
+        self.regions.push((ptr.offset, ptr.end()));
+        self.report.regions += 1;
+        self.report.region_bytes += ptr.len as u64;
+    }
+
+    fn tree(&mut self, kind: Kind, root: &TreeRoot, seq: u64) -> Result<u64> {
+        let Some(ptr) = root.root else { return Ok(0) };
+        if root.height == 0 || root.height > MAX_TREE_HEIGHT {
+            return Err(Error::corrupt("tree height out of range", ptr.offset));
+        }
+        if ptr.generation > seq {
+            return Err(Error::corrupt("root newer than its commit", ptr.offset));
+        }
+        let n = self.node(kind, &ptr, (root.height - 1) as u8, None, None)?;
+        if n != root.count {
+            return Err(Error::corrupt("entry count differs from the commit record", ptr.offset));
+        }
+        Ok(n)
+    }
+
+    /// Checks the subtree at `ptr`; every key must lie in `[lo, hi)`.
+    fn node(&mut self, kind: Kind, ptr: &Ptr, level: u8, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<u64> {
+        self.region(ptr);
+        let raw = self.lb.store.read_plain(kind, ptr)?;
+        let node = Node::decode(&raw, ptr.offset, level)?;
+        let in_range = |k: &[u8]| lo.is_none_or(|lo| k >= lo) && hi.is_none_or(|hi| k < hi);
+        match &node {
+            Node::Leaf(entries) => {
+                for (k, v) in entries {
+                    if !in_range(k) {
+                        return Err(Error::corrupt("key outside its parent's range", ptr.offset));
+                    }
+                    match kind {
+                        Kind::TocNode => self.toc_entry(k, v, ptr.offset)?,
+                        _ => self.var_entry(k, v, ptr.offset)?,
+                    }
+                }
+                Ok(entries.len() as u64)
+            }
+            Node::Internal { children, .. } => {
+                let mut total = 0;
+                for (i, (k, child)) in children.iter().enumerate() {
+                    if !in_range(k) {
+                        return Err(Error::corrupt("separator outside its parent's range", ptr.offset));
+                    }
+                    if child.generation > ptr.generation {
+                        return Err(Error::corrupt("child newer than its parent", child.offset));
+                    }
+                    let next = children.get(i + 1).map(|(k, _)| k.as_slice()).or(hi);
+                    total += self.node(kind, child, level - 1, Some(k), next)?;
+                }
+                Ok(total)
+            }
+        }
+    }
+
+    fn toc_entry(&mut self, key: &[u8], value: &[u8], at: u64) -> Result<()> {
+        if from_key(key).is_none() {
+            return Err(Error::corrupt("invalid path in the table of contents", at));
+        }
+        let r = Record::decode(value, at)?;
+        if r.kind == EntryKind::File {
+            self.content(&r.content, r.len, at)?;
+        }
+        Ok(())
+    }
+
+    fn var_entry(&mut self, key: &[u8], value: &[u8], at: u64) -> Result<()> {
+        if std::str::from_utf8(key).is_err() {
+            return Err(Error::corrupt("variable name is not UTF-8", at));
+        }
+        let r = VarRecord::decode(value, at)?;
+        self.content(&r.content, r.len, at)
+    }
+
+    fn frame(&mut self, ptr: &Ptr, expect_len: Option<u64>) -> Result<()> {
+        if let Some(l) = expect_len {
+            if ptr.raw_len as u64 != l {
+                return Err(Error::corrupt("frame length differs from the file's layout", ptr.offset));
+            }
+        }
+        if !self.frames_seen.insert(ptr.cache_key()) {
+            return Ok(());
+        }
+        self.region(ptr);
+        self.lb.store.read_plain(Kind::Frame, ptr)?;
+        self.report.data_bytes += ptr.raw_len as u64;
+        Ok(())
+    }
+
+    fn content(&mut self, c: &Content, len: u64, at: u64) -> Result<()> {
+        match c {
+            Content::Empty | Content::Inline(_) => Ok(()),
+            Content::Pending { .. } => Err(Error::corrupt("pending content in a commit", at)),
+            Content::Packed { frame, offset } => {
+                if *offset as u64 + len > frame.raw_len as u64 {
+                    return Err(Error::corrupt("packed file beyond its frame", frame.offset));
+                }
+                self.frame(frame, None)
+            }
+            Content::Frames { frame_size, depth, root } => {
+                let fs = *frame_size as u64;
+                if fs == 0 || *depth > MAX_INDEX_DEPTH || len == 0 {
+                    return Err(Error::corrupt("frame layout out of range", root.offset));
+                }
+                let n = len.div_ceil(fs);
+                let mut ptrs = Vec::new();
+                self.index(root, *depth, n, &mut ptrs)?;
+                if ptrs.len() as u64 != n {
+                    return Err(Error::corrupt("frame count differs from the file length", root.offset));
+                }
+                for (i, p) in ptrs.iter().enumerate() {
+                    let expect = if i as u64 + 1 == n { len - i as u64 * fs } else { fs };
+                    self.frame(p, Some(expect))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn index(&mut self, ptr: &Ptr, depth: u8, limit: u64, out: &mut Vec<Ptr>) -> Result<()> {
+        if depth == 0 {
+            out.push(*ptr);
+            return Ok(());
+        }
+        if out.len() as u64 >= limit {
+            return Err(Error::corrupt("frame index longer than the file", ptr.offset));
+        }
+        self.region(ptr);
+        let raw = self.lb.store.read_plain(Kind::FrameIndex, ptr)?;
+        let mut r = Reader::new(&raw, "frame index", ptr.offset);
+        let count = r.u32()? as u64;
+        if count == 0 || count > INDEX_FANOUT || r.remaining() as u64 != count * PTR_LEN as u64 {
+            return Err(r.err("entry count out of range"));
+        }
+        for _ in 0..count {
+            let child = Ptr::decode(&mut r)?;
+            if child.generation > ptr.generation {
+                return Err(Error::corrupt("child newer than its parent", child.offset));
+            }
+            self.index(&child, depth - 1, limit, out)?;
+        }
+        Ok(())
+    }
+}
