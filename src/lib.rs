@@ -24,3 +24,9 @@ pub use options::{Builder, CommitStats, Profile, VerifyReport};
 pub use storage::backend::IoStats;
 pub use storage::cache::CacheStats;
 pub use toc::{Entry, EntryKind};
+
+/// A `Lockbox` can be shared across threads for reads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Lockbox>();
+};

@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::format::commit::{CommitRecord, RECORD_LEN, TreeRoot};
 use crate::format::entry::{Content, Record, VarRecord};
 use crate::format::header::Header;
-use crate::format::{COMMIT_SLOT_LEN, COMMIT_SLOTS, DATA_START, HEADER_LEN, MAX_NODE_CAPACITY, MIN_NODE_CAPACITY, SLOT_TABLES};
+use crate::format::{
+    COMMIT_SLOT_LEN, COMMIT_SLOTS, DATA_START, HEADER_LEN, MAX_NODE_CAPACITY, MIN_NODE_CAPACITY,
+    SLOT_TABLES,
+};
 use crate::options::{Builder, CommitStats, Profile};
 use crate::staged::Overlay;
 use crate::storage::backend::{Backend, IoStats};
@@ -90,8 +93,19 @@ impl Lockbox {
             node_capacity: b.node_capacity,
             frame_size: b.frame_size,
         };
-        let slots = SlotTable { seq: 1, slots: vec![slot] };
-        let mut lb = Lockbox::assemble(&b, backend, header, slots, &master, CommitRecord::default(), 1)?;
+        let slots = SlotTable {
+            seq: 1,
+            slots: vec![slot],
+        };
+        let mut lb = Lockbox::assemble(
+            &b,
+            backend,
+            header,
+            slots,
+            &master,
+            CommitRecord::default(),
+            1,
+        )?;
         let init = (|| -> Result<()> {
             let be = lb.store.backend();
             be.write_at(0, &lb.header.encode())?;
@@ -131,7 +145,13 @@ impl Lockbox {
         committed: CommitRecord,
         active_slot: usize,
     ) -> Result<Lockbox> {
-        let store = Store::new(backend, SubKeys::derive(master), header.archive_id, b.cache_bytes as usize, b.level);
+        let store = Store::new(
+            backend,
+            SubKeys::derive(master),
+            header.archive_id,
+            b.cache_bytes as usize,
+            b.level,
+        );
         let pack = Pack::new(header.frame_size as usize);
         let mut lb = Lockbox {
             store,
@@ -150,7 +170,12 @@ impl Lockbox {
         Ok(lb)
     }
 
-    pub(crate) fn open_with(b: Builder, path: Option<&Path>, bytes: Option<Vec<u8>>, key: Key) -> Result<Lockbox> {
+    pub(crate) fn open_with(
+        b: Builder,
+        path: Option<&Path>,
+        bytes: Option<Vec<u8>>,
+        key: Key,
+    ) -> Result<Lockbox> {
         let backend: Box<dyn Backend> = match (path, bytes) {
             (Some(p), _) => Box::new(FileBackend::open(p, b.read_only, b.mmap)?),
             (None, bytes) => Box::new(MemoryBackend::new(bytes.unwrap_or_default())),
@@ -174,7 +199,10 @@ impl Lockbox {
         backend.read_at(SLOT_TABLES[0], &mut tables)?;
         let slots = [0, 1]
             .into_iter()
-            .filter_map(|i| SlotTable::decode(&tables[i * TABLE_LEN..(i + 1) * TABLE_LEN], SLOT_TABLES[i]).transpose())
+            .filter_map(|i| {
+                SlotTable::decode(&tables[i * TABLE_LEN..(i + 1) * TABLE_LEN], SLOT_TABLES[i])
+                    .transpose()
+            })
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .max_by_key(|t| t.seq)
@@ -187,7 +215,15 @@ impl Lockbox {
             }
         }
         let master = master.ok_or(Error::WrongKey)?;
-        let mut lb = Lockbox::assemble(&b, backend, header, slots, &master, CommitRecord::default(), 0)?;
+        let mut lb = Lockbox::assemble(
+            &b,
+            backend,
+            header,
+            slots,
+            &master,
+            CommitRecord::default(),
+            0,
+        )?;
         lb.load_commit(len)?;
         Ok(lb)
     }
@@ -198,7 +234,13 @@ impl Lockbox {
         for (i, &off) in COMMIT_SLOTS.iter().enumerate() {
             let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];
             self.store.backend().read_at(off, &mut buf)?;
-            let aad = seal::aad(self.store.archive_id(), Kind::Commit, off, 0, RECORD_LEN as u32);
+            let aad = seal::aad(
+                self.store.archive_id(),
+                Kind::Commit,
+                off,
+                0,
+                RECORD_LEN as u32,
+            );
             let Ok((0, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) else {
                 continue;
             };
@@ -210,16 +252,20 @@ impl Lockbox {
         let mut last_err = Error::corrupt("no commit slot authenticates", COMMIT_SLOTS[0]);
         for (rec, i) in candidates {
             if rec.data_end < DATA_START || rec.data_end > file_len {
-                last_err = Error::corrupt("commit record points past the end of the file", COMMIT_SLOTS[i]);
+                last_err = Error::corrupt(
+                    "commit record points past the end of the file",
+                    COMMIT_SLOTS[i],
+                );
                 continue;
             }
             self.store.set_tail(rec.data_end);
             let roots_ok = [(Kind::TocNode, &rec.toc), (Kind::VarNode, &rec.vars)]
                 .into_iter()
                 .try_for_each(|(kind, t)| match t.root {
-                    Some(p) if t.height >= 1 && t.height <= crate::format::MAX_TREE_HEIGHT => {
-                        self.store.read_node(kind, &p, (t.height - 1) as u8).map(|_| ())
-                    }
+                    Some(p) if t.height >= 1 && t.height <= crate::format::MAX_TREE_HEIGHT => self
+                        .store
+                        .read_node(kind, &p, (t.height - 1) as u8)
+                        .map(|_| ()),
                     Some(p) => Err(Error::corrupt("tree height out of range", p.offset)),
                     None => Ok(()),
                 });
@@ -242,7 +288,13 @@ impl Lockbox {
         let slot = 1 - self.active_slot;
         let off = COMMIT_SLOTS[slot];
         let mut p = Prepared::new(&rec.encode(), None)?;
-        let aad = seal::aad(self.store.archive_id(), Kind::Commit, off, 0, RECORD_LEN as u32);
+        let aad = seal::aad(
+            self.store.archive_id(),
+            Kind::Commit,
+            off,
+            0,
+            RECORD_LEN as u32,
+        );
         p.seal(&self.store.keys().commit, &aad)?;
         self.store.backend().write_at(off, &p.buf)?;
         self.store.backend().sync()?;
@@ -285,15 +337,22 @@ impl Lockbox {
         };
         for m in members {
             let content = match &m {
-                Member::Toc(k) => self.toc.get_mut(k).and_then(|e| e.as_mut()).map(|r| &mut r.content),
-                Member::Var(k) => self.vars.get_mut(k).and_then(|e| e.as_mut()).map(|r| &mut r.content),
+                Member::Toc(k) => self
+                    .toc
+                    .get_mut(k)
+                    .and_then(|e| e.as_mut())
+                    .map(|r| &mut r.content),
+                Member::Var(k) => self
+                    .vars
+                    .get_mut(k)
+                    .and_then(|e| e.as_mut())
+                    .map(|r| &mut r.content),
             };
-            if let Some(c) = content {
-                if let Content::Pending { pack_id, offset } = *c {
-                    if pack_id == id {
-                        *c = Content::Packed { frame: ptr, offset };
-                    }
-                }
+            if let Some(c) = content
+                && let Content::Pending { pack_id, offset } = *c
+                && pack_id == id
+            {
+                *c = Content::Packed { frame: ptr, offset };
             }
         }
         Ok(ptr.len as u64)
@@ -327,7 +386,9 @@ impl Lockbox {
             self.poisoned = true;
         }
         let (mut stats, rec) = r?;
-        stats.bytes_written += self.write_commit_slot(rec).inspect_err(|_| self.poisoned = true)?;
+        stats.bytes_written += self
+            .write_commit_slot(rec)
+            .inspect_err(|_| self.poisoned = true)?;
         self.toc.clear();
         self.vars.clear();
         stats.duration = started.elapsed();
@@ -384,7 +445,13 @@ impl Lockbox {
         self.store.set_tail(self.committed.data_end);
         // Drop the uncommitted tail; a failure here is harmless (the next
         // write overwrites it) but poisons the handle like any failed write.
-        if !self.read_only && self.store.backend().set_len(self.committed.data_end).is_err() {
+        if !self.read_only
+            && self
+                .store
+                .backend()
+                .set_len(self.committed.data_end)
+                .is_err()
+        {
             self.poisoned = true;
         }
     }

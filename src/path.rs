@@ -22,7 +22,7 @@ fn invalid(path: &str, reason: &'static str) -> Error {
 
 /// Validates `path` and returns it without a leading `/`. `""` (the root)
 /// is accepted only when `allow_root`.
-pub fn normalize<'a>(path: &'a str, allow_root: bool) -> Result<&'a str> {
+pub fn normalize(path: &str, allow_root: bool) -> Result<&str> {
     let p = path.strip_prefix('/').unwrap_or(path);
     if p.is_empty() {
         return if allow_root {
@@ -42,7 +42,10 @@ pub fn normalize<'a>(path: &'a str, allow_root: bool) -> Result<&'a str> {
 
 fn check_component(path: &str, comp: &str) -> Result<()> {
     match comp {
-        "" => Err(invalid(path, "empty path component (leading, trailing or double '/')")),
+        "" => Err(invalid(
+            path,
+            "empty path component (leading, trailing or double '/')",
+        )),
         "." | ".." => Err(invalid(path, "'.' and '..' components are not allowed")),
         _ if comp.len() > MAX_COMPONENT => Err(invalid(path, "component longer than 255 bytes")),
         _ if comp.contains('\0') => Err(invalid(path, "NUL byte in path")),
@@ -67,7 +70,9 @@ pub fn check_var_name(name: &str) -> Result<()> {
 
 /// The B-tree key of a normalised path.
 pub fn to_key(path: &str) -> Vec<u8> {
-    path.bytes().map(|b| if b == b'/' { 0 } else { b }).collect()
+    path.bytes()
+        .map(|b| if b == b'/' { 0 } else { b })
+        .collect()
 }
 
 /// The path of a B-tree key; `None` if the key is not a valid path

@@ -38,9 +38,15 @@ impl<'a, V: Clone> Merged<'a, V> {
             Some(e) => Bound::Excluded(e.clone()),
             None => Bound::Unbounded,
         };
-        let staged = overlay.range((Bound::Included(start.to_vec()), upper)).peekable();
+        let staged = overlay
+            .range((Bound::Included(start.to_vec()), upper))
+            .peekable();
         let tree = Cursor::new(store, kind, root, start, end)?.peekable();
-        Ok(Merged { tree, staged, decode })
+        Ok(Merged {
+            tree,
+            staged,
+            decode,
+        })
     }
 }
 

@@ -9,8 +9,8 @@ use crate::data::frames::FrameWriter;
 use crate::data::pack::Member;
 use crate::data::read;
 use crate::error::{Error, Result};
-use crate::format::entry::{Content, INLINE_MAX, MAX_TARGET, Record};
 pub use crate::format::entry::EntryKind;
+use crate::format::entry::{Content, INLINE_MAX, MAX_TARGET, Record};
 use crate::lockbox::{Lockbox, now};
 use crate::path::{ancestors, from_key, normalize, subtree_range, to_key};
 use crate::staged::Merged;
@@ -89,7 +89,15 @@ impl Lockbox {
     /// Live entries strictly below the directory `key` ("" = all).
     pub(crate) fn subtree(&self, key: &[u8]) -> Result<Merged<'_, Record>> {
         let (start, end) = subtree_range(key);
-        Merged::new(&self.store, Kind::TocNode, self.toc_root(), &self.toc, &start, end, decode_record)
+        Merged::new(
+            &self.store,
+            Kind::TocNode,
+            self.toc_root(),
+            &self.toc,
+            &start,
+            end,
+            decode_record,
+        )
     }
 
     fn has_children(&self, key: &[u8]) -> Result<bool> {
@@ -99,10 +107,10 @@ impl Lockbox {
     /// Fails unless every ancestor of `key` is a directory or absent.
     fn check_parents(&self, key: &[u8]) -> Result<()> {
         for anc in ancestors(key) {
-            if let Some(r) = self.lookup(anc)? {
-                if r.kind != EntryKind::Dir {
-                    return Err(Error::NotADirectory(key_path(anc)?));
-                }
+            if let Some(r) = self.lookup(anc)?
+                && r.kind != EntryKind::Dir
+            {
+                return Err(Error::NotADirectory(key_path(anc)?));
             }
         }
         Ok(())
@@ -150,7 +158,11 @@ impl Lockbox {
     }
 
     /// Streams `r` into storage with memory bounded by one batch of frames.
-    pub(crate) fn store_reader(&mut self, member: Member, r: &mut impl Read) -> Result<(Content, u64)> {
+    pub(crate) fn store_reader(
+        &mut self,
+        member: Member,
+        r: &mut impl Read,
+    ) -> Result<(Content, u64)> {
         let frame = self.header.frame_size as usize;
         let mut buf = vec![0u8; frame * BATCH_FRAMES];
         let first = fill(r, &mut buf[..frame])?;
@@ -191,7 +203,17 @@ impl Lockbox {
             lb.check_file_slot(&key, p)?;
             let content = lb.store_bytes(Member::Toc(key.clone()), data)?;
             let (mtime, nanos) = now();
-            lb.stage(key, Record { kind: EntryKind::File, mode: 0o644, mtime, mtime_nanos: nanos, len: data.len() as u64, content });
+            lb.stage(
+                key,
+                Record {
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    mtime,
+                    mtime_nanos: nanos,
+                    len: data.len() as u64,
+                    content,
+                },
+            );
             Ok(())
         })
     }
@@ -206,7 +228,17 @@ impl Lockbox {
             lb.check_file_slot(&key, p)?;
             let (content, len) = lb.store_reader(Member::Toc(key.clone()), &mut reader)?;
             let (mtime, nanos) = now();
-            lb.stage(key, Record { kind: EntryKind::File, mode: 0o644, mtime, mtime_nanos: nanos, len, content });
+            lb.stage(
+                key,
+                Record {
+                    kind: EntryKind::File,
+                    mode: 0o644,
+                    mtime,
+                    mtime_nanos: nanos,
+                    len,
+                    content,
+                },
+            );
             Ok(len)
         })
     }
@@ -217,13 +249,26 @@ impl Lockbox {
         self.guarded(|lb| {
             let p = normalize(path, false)?;
             if target.is_empty() || target.len() > MAX_TARGET || target.contains('\0') {
-                return Err(Error::InvalidPath { path: target.to_string(), reason: "symlink target empty, over 4096 bytes, or with NUL" });
+                return Err(Error::InvalidPath {
+                    path: target.to_string(),
+                    reason: "symlink target empty, over 4096 bytes, or with NUL",
+                });
             }
             let key = to_key(p);
             lb.check_file_slot(&key, p)?;
             let (mtime, nanos) = now();
             let len = target.len() as u64;
-            lb.stage(key, Record { kind: EntryKind::Symlink, mode: 0o777, mtime, mtime_nanos: nanos, len, content: Content::Inline(target.as_bytes().to_vec()) });
+            lb.stage(
+                key,
+                Record {
+                    kind: EntryKind::Symlink,
+                    mode: 0o777,
+                    mtime,
+                    mtime_nanos: nanos,
+                    len,
+                    content: Content::Inline(target.as_bytes().to_vec()),
+                },
+            );
             Ok(())
         })
     }
@@ -241,7 +286,17 @@ impl Lockbox {
                 None => {}
             }
             let (mtime, nanos) = now();
-            lb.stage(key, Record { kind: EntryKind::Dir, mode: 0o755, mtime, mtime_nanos: nanos, len: 0, content: Content::Empty });
+            lb.stage(
+                key,
+                Record {
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    mtime,
+                    mtime_nanos: nanos,
+                    len: 0,
+                    content: Content::Empty,
+                },
+            );
             Ok(())
         })
     }
@@ -249,10 +304,10 @@ impl Lockbox {
     /// Collects the live entry at `key` (if any) and every entry below it.
     fn collect_tree(&self, key: &[u8]) -> Result<Vec<(Vec<u8>, Record)>> {
         let mut out = Vec::new();
-        if !key.is_empty() {
-            if let Some(r) = self.lookup(key)? {
-                out.push((key.to_vec(), r));
-            }
+        if !key.is_empty()
+            && let Some(r) = self.lookup(key)?
+        {
+            out.push((key.to_vec(), r));
         }
         for item in self.subtree(key)? {
             out.push(item?);
@@ -292,7 +347,10 @@ impl Lockbox {
                 return Ok(());
             }
             if tk.len() > fk.len() && tk.starts_with(&fk) && tk[fk.len()] == 0 {
-                return Err(Error::InvalidPath { path: t.to_string(), reason: "cannot move a directory inside itself" });
+                return Err(Error::InvalidPath {
+                    path: t.to_string(),
+                    reason: "cannot move a directory inside itself",
+                });
             }
             if lb.lookup(&tk)?.is_some() || lb.has_children(&tk)? {
                 return Err(Error::AlreadyExists(t.to_string()));
@@ -324,7 +382,14 @@ impl Lockbox {
             return Ok(Some(entry(p.to_string(), &r)));
         }
         if self.has_children(&key)? {
-            return Ok(Some(Entry { path: p.to_string(), kind: EntryKind::Dir, len: 0, mode: 0o755, mtime: 0, target: None }));
+            return Ok(Some(Entry {
+                path: p.to_string(),
+                kind: EntryKind::Dir,
+                len: 0,
+                mode: 0o755,
+                mtime: 0,
+                target: None,
+            }));
         }
         Ok(None)
     }
@@ -354,22 +419,37 @@ impl Lockbox {
     fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let pending: &[u8] = match r.content {
             Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
-            Content::Pending { .. } => return Err(Error::corrupt("staged content lost its pack", 0)),
+            Content::Pending { .. } => {
+                return Err(Error::corrupt("staged content lost its pack", 0));
+            }
             _ => &[],
         };
         read::read_at(&self.store, &r.content, r.len, offset, buf, pending)
     }
 
-    /// The whole content of the file at `path`.
+    /// The whole content of the file at `path`, in one allocation of
+    /// exactly its length.
     pub fn get(&self, path: &str) -> Result<Vec<u8>> {
+        /// Up to this size the buffer is zero-filled and read in place;
+        /// above it, memory is only touched as authenticated data arrives,
+        /// so a hostile length cannot make lockbox fill memory with zeros.
+        const DIRECT: u64 = 256 * 1024 * 1024;
         let r = self.file_record(path)?;
-        let len = usize::try_from(r.len).map_err(|_| Error::LimitExceeded { what: "file larger than memory".into(), limit: usize::MAX as u64 })?;
+        let too_big = || Error::LimitExceeded {
+            what: format!("{path}: file larger than available memory; use copy_to or read_at"),
+            limit: r.len,
+        };
+        let len = usize::try_from(r.len).map_err(|_| too_big())?;
         let mut out = Vec::new();
-        out.try_reserve_exact(len).map_err(|_| Error::LimitExceeded { what: "file larger than available memory; use copy_to".into(), limit: len as u64 })?;
-        out.resize(len, 0);
-        let n = self.read_record(&r, 0, &mut out)?;
-        if n != len {
-            return Err(Error::corrupt("file shorter than its length", 0));
+        out.try_reserve_exact(len).map_err(|_| too_big())?;
+        if r.len <= DIRECT {
+            out.resize(len, 0);
+            let n = self.read_record(&r, 0, &mut out)?;
+            if n != len {
+                return Err(Error::corrupt("file shorter than its length", 0));
+            }
+        } else {
+            self.copy_record(&r, &mut out)?;
         }
         Ok(out)
     }
@@ -385,11 +465,15 @@ impl Lockbox {
     /// Streams the file at `path` into `out`; returns the bytes written.
     pub fn copy_to(&self, path: &str, out: &mut impl Write) -> Result<u64> {
         let r = self.file_record(path)?;
+        self.copy_record(&r, out)
+    }
+
+    fn copy_record(&self, r: &Record, out: &mut impl Write) -> Result<u64> {
         let chunk = (self.header.frame_size as u64).min(r.len.max(1)) as usize;
         let mut buf = vec![0u8; chunk];
         let mut done = 0u64;
         while done < r.len {
-            let n = self.read_record(&r, done, &mut buf)?;
+            let n = self.read_record(r, done, &mut buf)?;
             if n == 0 {
                 return Err(Error::corrupt("file shorter than its length", 0));
             }
@@ -399,4 +483,3 @@ impl Lockbox {
         Ok(done)
     }
 }
-

@@ -37,7 +37,9 @@ impl Lockbox {
             .ok_or_else(|| Error::corrupt("variable longer than the limit", 0))?;
         let pending: &[u8] = match r.content {
             Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
-            Content::Pending { .. } => return Err(Error::corrupt("staged variable lost its pack", 0)),
+            Content::Pending { .. } => {
+                return Err(Error::corrupt("staged variable lost its pack", 0));
+            }
             _ => &[],
         };
         let mut out = vec![0u8; len];
@@ -53,11 +55,20 @@ impl Lockbox {
         self.guarded(|lb| {
             check_var_name(name)?;
             if value.len() > MAX_VAR_LEN {
-                return Err(Error::LimitExceeded { what: "variable value over 64 MiB".into(), limit: MAX_VAR_LEN as u64 });
+                return Err(Error::LimitExceeded {
+                    what: "variable value over 64 MiB".into(),
+                    limit: MAX_VAR_LEN as u64,
+                });
             }
             let key = name.as_bytes().to_vec();
             let content = lb.store_bytes(Member::Var(key.clone()), value)?;
-            lb.vars.insert(key, Some(VarRecord { len: value.len() as u64, content }));
+            lb.vars.insert(
+                key,
+                Some(VarRecord {
+                    len: value.len() as u64,
+                    content,
+                }),
+            );
             Ok(())
         })
     }
@@ -86,10 +97,19 @@ impl Lockbox {
 
     /// Every variable as `(name, value)`, in name order, streaming.
     pub fn vars(&self) -> Result<impl Iterator<Item = Result<(String, Vec<u8>)>> + '_> {
-        let it = Merged::new(&self.store, Kind::VarNode, &self.committed.vars, &self.vars, &[], None, decode_var)?;
+        let it = Merged::new(
+            &self.store,
+            Kind::VarNode,
+            &self.committed.vars,
+            &self.vars,
+            &[],
+            None,
+            decode_var,
+        )?;
         Ok(it.map(|item| {
             let (k, r) = item?;
-            let name = String::from_utf8(k).map_err(|_| Error::corrupt("variable name is not UTF-8", 0))?;
+            let name = String::from_utf8(k)
+                .map_err(|_| Error::corrupt("variable name is not UTF-8", 0))?;
             Ok((name, self.var_bytes(&r)?))
         }))
     }

@@ -52,15 +52,15 @@ impl Lockbox {
                 return Err(Error::corrupt("two reachable regions overlap", pair[1].0));
             }
         }
-        if let Some(&(start, _)) = w.regions.first() {
-            if start < DATA_START {
-                return Err(Error::corrupt("region inside the header area", start));
-            }
+        if let Some(&(start, _)) = w.regions.first()
+            && start < DATA_START
+        {
+            return Err(Error::corrupt("region inside the header area", start));
         }
-        if let Some(&(_, end)) = w.regions.last() {
-            if end > c.data_end {
-                return Err(Error::corrupt("region past the committed end", end));
-            }
+        if let Some(&(_, end)) = w.regions.last()
+            && end > c.data_end
+        {
+            return Err(Error::corrupt("region past the committed end", end));
         }
         Ok(w.report)
     }
@@ -83,13 +83,23 @@ impl Walk<'_> {
         }
         let n = self.node(kind, &ptr, (root.height - 1) as u8, None, None)?;
         if n != root.count {
-            return Err(Error::corrupt("entry count differs from the commit record", ptr.offset));
+            return Err(Error::corrupt(
+                "entry count differs from the commit record",
+                ptr.offset,
+            ));
         }
         Ok(n)
     }
 
     /// Checks the subtree at `ptr`; every key must lie in `[lo, hi)`.
-    fn node(&mut self, kind: Kind, ptr: &Ptr, level: u8, lo: Option<&[u8]>, hi: Option<&[u8]>) -> Result<u64> {
+    fn node(
+        &mut self,
+        kind: Kind,
+        ptr: &Ptr,
+        level: u8,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+    ) -> Result<u64> {
         self.region(ptr);
         let raw = self.lb.store.read_plain(kind, ptr)?;
         let node = Node::decode(&raw, ptr.offset, level)?;
@@ -111,7 +121,10 @@ impl Walk<'_> {
                 let mut total = 0;
                 for (i, (k, child)) in children.iter().enumerate() {
                     if !in_range(k) {
-                        return Err(Error::corrupt("separator outside its parent's range", ptr.offset));
+                        return Err(Error::corrupt(
+                            "separator outside its parent's range",
+                            ptr.offset,
+                        ));
                     }
                     if child.generation > ptr.generation {
                         return Err(Error::corrupt("child newer than its parent", child.offset));
@@ -144,10 +157,13 @@ impl Walk<'_> {
     }
 
     fn frame(&mut self, ptr: &Ptr, expect_len: Option<u64>) -> Result<()> {
-        if let Some(l) = expect_len {
-            if ptr.raw_len as u64 != l {
-                return Err(Error::corrupt("frame length differs from the file's layout", ptr.offset));
-            }
+        if let Some(l) = expect_len
+            && ptr.raw_len as u64 != l
+        {
+            return Err(Error::corrupt(
+                "frame length differs from the file's layout",
+                ptr.offset,
+            ));
         }
         if !self.frames_seen.insert(ptr.cache_key()) {
             return Ok(());
@@ -168,7 +184,11 @@ impl Walk<'_> {
                 }
                 self.frame(frame, None)
             }
-            Content::Frames { frame_size, depth, root } => {
+            Content::Frames {
+                frame_size,
+                depth,
+                root,
+            } => {
                 let fs = *frame_size as u64;
                 if fs == 0 || *depth > MAX_INDEX_DEPTH || len == 0 {
                     return Err(Error::corrupt("frame layout out of range", root.offset));
@@ -177,10 +197,17 @@ impl Walk<'_> {
                 let mut ptrs = Vec::new();
                 self.index(root, *depth, n, &mut ptrs)?;
                 if ptrs.len() as u64 != n {
-                    return Err(Error::corrupt("frame count differs from the file length", root.offset));
+                    return Err(Error::corrupt(
+                        "frame count differs from the file length",
+                        root.offset,
+                    ));
                 }
                 for (i, p) in ptrs.iter().enumerate() {
-                    let expect = if i as u64 + 1 == n { len - i as u64 * fs } else { fs };
+                    let expect = if i as u64 + 1 == n {
+                        len - i as u64 * fs
+                    } else {
+                        fs
+                    };
                     self.frame(p, Some(expect))?;
                 }
                 Ok(())
@@ -194,7 +221,10 @@ impl Walk<'_> {
             return Ok(());
         }
         if out.len() as u64 >= limit {
-            return Err(Error::corrupt("frame index longer than the file", ptr.offset));
+            return Err(Error::corrupt(
+                "frame index longer than the file",
+                ptr.offset,
+            ));
         }
         self.region(ptr);
         let raw = self.lb.store.read_plain(Kind::FrameIndex, ptr)?;

@@ -72,7 +72,9 @@ impl<'a> Applier<'a> {
             match nodes.len() {
                 0 => return Ok(TreeRoot::default()),
                 1 => {
-                    let mut node = nodes.pop().ok_or_else(|| Error::corrupt("empty level", 0))?;
+                    let mut node = nodes
+                        .pop()
+                        .ok_or_else(|| Error::corrupt("empty level", 0))?;
                     // Shrink: a root with a single child is replaced by it.
                     while let Node::Internal { children, .. } = &node {
                         if children.len() != 1 {
@@ -81,7 +83,8 @@ impl<'a> Applier<'a> {
                         let (_, child) = children[0].clone();
                         level -= 1;
                         let n = self.store.read_node(self.kind, &child, level)?;
-                        let single = matches!(&*n, Node::Internal { children, .. } if children.len() == 1);
+                        let single =
+                            matches!(&*n, Node::Internal { children, .. } if children.len() == 1);
                         if !single {
                             return Ok(TreeRoot {
                                 root: Some(child),
@@ -116,7 +119,9 @@ impl<'a> Applier<'a> {
     }
 
     fn write(&mut self, node: Node) -> Result<Ptr> {
-        let ptr = self.store.write_node(self.kind, self.generation, Arc::new(node))?;
+        let ptr = self
+            .store
+            .write_node(self.kind, self.generation, Arc::new(node))?;
         self.pages_written += 1;
         self.bytes_written += ptr.len as u64;
         Ok(ptr)
@@ -169,7 +174,11 @@ impl<'a> Applier<'a> {
         }
     }
 
-    fn merge(&mut self, entries: &[(Vec<u8>, Vec<u8>)], changes: &[Change]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn merge(
+        &mut self,
+        entries: &[(Vec<u8>, Vec<u8>)],
+        changes: &[Change],
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::with_capacity(entries.len() + changes.len());
         let (mut i, mut j) = (0, 0);
         while i < entries.len() || j < changes.len() {
@@ -219,7 +228,12 @@ impl<'a> Applier<'a> {
                     x.extend(y);
                     self.chunk_leaf(x)
                 }
-                (Node::Internal { children: mut x, .. }, Node::Internal { children: y, .. }) => {
+                (
+                    Node::Internal {
+                        children: mut x, ..
+                    },
+                    Node::Internal { children: y, .. },
+                ) => {
                     x.extend(y);
                     self.chunk_internal(x, level)
                 }
@@ -245,7 +259,10 @@ impl<'a> Applier<'a> {
 
     fn chunk_leaf(&self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<Node> {
         let sizes: Vec<usize> = entries.iter().map(|(k, v)| leaf_entry_size(k, v)).collect();
-        split(entries, &sizes, self.capacity, 1).into_iter().map(Node::Leaf).collect()
+        split(entries, &sizes, self.capacity, 1)
+            .into_iter()
+            .map(Node::Leaf)
+            .collect()
     }
 
     fn chunk_internal(&self, children: Vec<(Vec<u8>, Ptr)>, level: u8) -> Vec<Node> {

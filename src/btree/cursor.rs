@@ -23,7 +23,13 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// A cursor over keys in `[start, end)` (`end == None`: to the last key).
-    pub fn new(store: &'a Store, kind: Kind, root: &TreeRoot, start: &[u8], end: Option<Vec<u8>>) -> Result<Cursor<'a>> {
+    pub fn new(
+        store: &'a Store,
+        kind: Kind,
+        root: &TreeRoot,
+        start: &[u8],
+        end: Option<Vec<u8>>,
+    ) -> Result<Cursor<'a>> {
         let mut c = Cursor {
             store,
             kind,
@@ -61,7 +67,9 @@ impl<'a> Cursor<'a> {
 
     fn advance(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         loop {
-            let Some((node, ptr, idx)) = self.stack.last_mut() else { return Ok(None) };
+            let Some((node, ptr, idx)) = self.stack.last_mut() else {
+                return Ok(None);
+            };
             match &**node {
                 Node::Leaf(entries) => {
                     if let Some((k, v)) = entries.get(*idx) {

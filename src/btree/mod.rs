@@ -16,12 +16,16 @@ use crate::storage::store::Store;
 /// Index of the child of an internal node that may hold `key`: the last
 /// child whose smallest key is `<= key`, or the first child.
 pub fn child_index(children: &[(Vec<u8>, crate::format::ptr::Ptr)], key: &[u8]) -> usize {
-    children.partition_point(|(k, _)| k.as_slice() <= key).saturating_sub(1)
+    children
+        .partition_point(|(k, _)| k.as_slice() <= key)
+        .saturating_sub(1)
 }
 
 /// Looks `key` up in the tree at `root`.
 pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let Some(mut ptr) = root.root else { return Ok(None) };
+    let Some(mut ptr) = root.root else {
+        return Ok(None);
+    };
     if root.height == 0 || root.height > MAX_TREE_HEIGHT {
         return Err(Error::corrupt("tree height out of range", ptr.offset));
     }

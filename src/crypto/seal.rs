@@ -36,7 +36,13 @@ pub fn fill_random(buf: &mut [u8]) -> Result<()> {
 }
 
 /// The associated data of a sealed region.
-pub fn aad(archive_id: &[u8; 16], kind: Kind, offset: u64, generation: u64, raw_len: u32) -> [u8; 41] {
+pub fn aad(
+    archive_id: &[u8; 16],
+    kind: Kind,
+    offset: u64,
+    generation: u64,
+    raw_len: u32,
+) -> [u8; 41] {
     let mut a = [0u8; 41];
     a[..16].copy_from_slice(archive_id);
     a[16..20].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -147,7 +153,10 @@ pub fn open<'a>(
     offset: u64,
 ) -> Result<(u8, &'a [u8])> {
     if region.len() < OVERHEAD {
-        return Err(Error::corrupt("sealed region shorter than its envelope", offset));
+        return Err(Error::corrupt(
+            "sealed region shorter than its envelope",
+            offset,
+        ));
     }
     let (nonce, rest) = region.split_at_mut(NONCE_LEN);
     let split = rest.len() - TAG_LEN;
@@ -156,8 +165,15 @@ pub fn open<'a>(
     let tag = chacha20poly1305::Tag::try_from(&*tag).map_err(|_| Error::corrupt("tag", offset))?;
     cipher
         .decrypt_inout_detached(&nonce, aad, (&mut *body).into(), &tag)
-        .map_err(|_| Error::corrupt("authentication failed (damaged, moved or replayed region)", offset))?;
-    let (codec, body) = body.split_first().ok_or_else(|| Error::corrupt("empty plaintext", offset))?;
+        .map_err(|_| {
+            Error::corrupt(
+                "authentication failed (damaged, moved or replayed region)",
+                offset,
+            )
+        })?;
+    let (codec, body) = body
+        .split_first()
+        .ok_or_else(|| Error::corrupt("empty plaintext", offset))?;
     Ok((*codec, body))
 }
 
@@ -168,7 +184,10 @@ pub fn decode_into(codec: u8, body: &[u8], out: &mut [u8], offset: u64) -> Resul
     match codec {
         CODEC_STORED => {
             if body.len() != out.len() {
-                return Err(Error::corrupt("stored body length differs from its recorded length", offset));
+                return Err(Error::corrupt(
+                    "stored body length differs from its recorded length",
+                    offset,
+                ));
             }
             out.copy_from_slice(body);
             Ok(())
@@ -178,12 +197,17 @@ pub fn decode_into(codec: u8, body: &[u8], out: &mut [u8], offset: u64) -> Resul
             if d.is_none() {
                 *d = Some(zstd::bulk::Decompressor::new()?);
             }
-            let dec = d.as_mut().ok_or_else(|| Error::corrupt("zstd context", offset))?;
-            let n = dec
-                .decompress_to_buffer(body, out)
-                .map_err(|_| Error::corrupt("zstd frame does not decode to its recorded length", offset))?;
+            let dec = d
+                .as_mut()
+                .ok_or_else(|| Error::corrupt("zstd context", offset))?;
+            let n = dec.decompress_to_buffer(body, out).map_err(|_| {
+                Error::corrupt("zstd frame does not decode to its recorded length", offset)
+            })?;
             if n != out.len() {
-                return Err(Error::corrupt("zstd frame shorter than its recorded length", offset));
+                return Err(Error::corrupt(
+                    "zstd frame shorter than its recorded length",
+                    offset,
+                ));
             }
             Ok(())
         }),

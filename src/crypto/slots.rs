@@ -39,7 +39,10 @@ impl KdfParams {
     };
 
     fn within_max(&self) -> bool {
-        self.m_kib <= Self::MAX.m_kib && self.t <= Self::MAX.t && self.p <= Self::MAX.p && self.p >= 1
+        self.m_kib <= Self::MAX.m_kib
+            && self.t <= Self::MAX.t
+            && self.p <= Self::MAX.p
+            && self.p >= 1
     }
 
     /// Checks the parameters for a new slot.
@@ -55,7 +58,9 @@ impl KdfParams {
             )));
         }
         if self.m_kib < 8 * self.p {
-            return Err(Error::InvalidKdfParams("m_kib must be at least 8 × p".into()));
+            return Err(Error::InvalidKdfParams(
+                "m_kib must be at least 8 × p".into(),
+            ));
         }
         Ok(())
     }
@@ -90,7 +95,12 @@ pub struct Slot {
     tag: [u8; 16],
 }
 
-fn wrapping_key(key: &Key, kind: u8, kdf: &KdfParams, salt: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>> {
+fn wrapping_key(
+    key: &Key,
+    kind: u8,
+    kdf: &KdfParams,
+    salt: &[u8; 16],
+) -> Result<Option<Zeroizing<[u8; 32]>>> {
     let mut out = Zeroizing::new([0u8; 32]);
     match (&key.0, kind) {
         (KeyKind::Passphrase(p), SLOT_PASSPHRASE) => {
@@ -127,7 +137,12 @@ fn slot_aad(archive_id: &[u8; 16]) -> [u8; 21] {
 
 impl Slot {
     /// Wraps `master` under `key`.
-    pub fn new(key: &Key, kdf: KdfParams, master: &MasterKey, archive_id: &[u8; 16]) -> Result<Slot> {
+    pub fn new(
+        key: &Key,
+        kdf: KdfParams,
+        master: &MasterKey,
+        archive_id: &[u8; 16],
+    ) -> Result<Slot> {
         let kind = match key.0 {
             KeyKind::Passphrase(_) => {
                 kdf.check_for_create()?;
@@ -143,7 +158,11 @@ impl Slot {
         let cipher = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*wk));
         let mut wrapped = *master.0;
         let tag = cipher
-            .encrypt_inout_detached(&XNonce::from(nonce), &slot_aad(archive_id), (&mut wrapped[..]).into())
+            .encrypt_inout_detached(
+                &XNonce::from(nonce),
+                &slot_aad(archive_id),
+                (&mut wrapped[..]).into(),
+            )
             .map_err(|_| Error::corrupt("key wrap failed", 0))?;
         let mut t = [0u8; 16];
         t.copy_from_slice(&tag);
@@ -166,7 +185,12 @@ impl Slot {
         let cipher = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*wk));
         let mut m = Zeroizing::new(self.wrapped);
         let tag = chacha20poly1305::Tag::from(self.tag);
-        match cipher.decrypt_inout_detached(&XNonce::from(self.nonce), &slot_aad(archive_id), (&mut m[..]).into(), &tag) {
+        match cipher.decrypt_inout_detached(
+            &XNonce::from(self.nonce),
+            &slot_aad(archive_id),
+            (&mut m[..]).into(),
+            &tag,
+        ) {
             Ok(()) => Ok(Some(MasterKey(m))),
             Err(_) => Ok(None),
         }
@@ -250,7 +274,9 @@ impl SlotTable {
         if count == 0 || count > MAX_SLOTS {
             return Err(r.err("slot count out of range"));
         }
-        let slots = (0..count).map(|_| Slot::decode(&mut r)).collect::<Result<_>>()?;
+        let slots = (0..count)
+            .map(|_| Slot::decode(&mut r))
+            .collect::<Result<_>>()?;
         Ok(Some(SlotTable { seq, slots }))
     }
 }

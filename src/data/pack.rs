@@ -48,7 +48,11 @@ impl Pack {
 
     /// Writes the pack as one frame and starts the next one. Returns the
     /// written pack's id, its pointer and its members (`None` if empty).
-    pub fn flush(&mut self, store: &Store, generation: u64) -> Result<Option<(u64, Ptr, Vec<Member>)>> {
+    pub fn flush(
+        &mut self,
+        store: &Store,
+        generation: u64,
+    ) -> Result<Option<(u64, Ptr, Vec<Member>)>> {
         if self.buf.is_empty() {
             return Ok(None);
         }

@@ -9,7 +9,14 @@ use crate::storage::store::Store;
 /// Copies bytes `[offset, offset + buf.len())` of content `len` bytes long
 /// into `buf`; returns how many (fewer at the end, 0 past it). `pending`
 /// is the open pack's bytes, for `Content::Pending`.
-pub fn read_at(store: &Store, content: &Content, len: u64, offset: u64, buf: &mut [u8], pending: &[u8]) -> Result<usize> {
+pub fn read_at(
+    store: &Store,
+    content: &Content,
+    len: u64,
+    offset: u64,
+    buf: &mut [u8],
+    pending: &[u8],
+) -> Result<usize> {
     if offset >= len || buf.is_empty() {
         return Ok(0);
     }
@@ -18,16 +25,29 @@ pub fn read_at(store: &Store, content: &Content, len: u64, offset: u64, buf: &mu
     match content {
         Content::Empty => Err(Error::corrupt("empty content with a length", 0)),
         Content::Inline(b) => exact(copy_slice(b, offset, buf, 0)?, want, 0),
-        Content::Pending { offset: start, .. } => exact(copy_slice(pending, *start as u64 + offset, buf, 0)?, want, 0),
-        Content::Packed { frame, offset: start } => {
+        Content::Pending { offset: start, .. } => exact(
+            copy_slice(pending, *start as u64 + offset, buf, 0)?,
+            want,
+            0,
+        ),
+        Content::Packed {
+            frame,
+            offset: start,
+        } => {
             let end = *start as u64 + len;
             if end > frame.raw_len as u64 {
                 return Err(Error::corrupt("packed file beyond its frame", frame.offset));
             }
-            let n = store.with_frame(frame, |bytes| copy_slice(bytes, *start as u64 + offset, buf, frame.offset))?;
+            let n = store.with_frame(frame, |bytes| {
+                copy_slice(bytes, *start as u64 + offset, buf, frame.offset)
+            })?;
             exact(n, want, frame.offset)
         }
-        Content::Frames { frame_size, depth, root } => {
+        Content::Frames {
+            frame_size,
+            depth,
+            root,
+        } => {
             let fs = *frame_size as u64;
             if fs == 0 {
                 return Err(Error::corrupt("zero frame size", root.offset));
@@ -40,9 +60,14 @@ pub fn read_at(store: &Store, content: &Content, len: u64, offset: u64, buf: &mu
                 let ptr = locate(store, *depth, root, i)?;
                 let expect = if i + 1 == nframes { len - i * fs } else { fs };
                 if ptr.raw_len as u64 != expect {
-                    return Err(Error::corrupt("frame length differs from the file's layout", ptr.offset));
+                    return Err(Error::corrupt(
+                        "frame length differs from the file's layout",
+                        ptr.offset,
+                    ));
                 }
-                let n = store.with_frame(&ptr, |bytes| copy_slice(bytes, pos - i * fs, &mut buf[done..], ptr.offset))?;
+                let n = store.with_frame(&ptr, |bytes| {
+                    copy_slice(bytes, pos - i * fs, &mut buf[done..], ptr.offset)
+                })?;
                 if n == 0 {
                     return Err(Error::corrupt("empty frame", ptr.offset));
                 }

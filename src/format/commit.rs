@@ -44,7 +44,11 @@ fn get_root(r: &mut Reader<'_>) -> Result<TreeRoot> {
     if root.is_some() && height == 0 {
         return Err(r.err("tree with a root but height 0"));
     }
-    Ok(TreeRoot { root, height, count })
+    Ok(TreeRoot {
+        root,
+        height,
+        count,
+    })
 }
 
 impl CommitRecord {

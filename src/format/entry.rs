@@ -22,7 +22,11 @@ pub enum Content {
     /// Whole frames of `frame_size` bytes (the last one shorter), reached
     /// through a frame-index tree of `depth` levels (`depth == 0`: `root`
     /// is the single frame).
-    Frames { frame_size: u32, depth: u8, root: Ptr },
+    Frames {
+        frame_size: u32,
+        depth: u8,
+        root: Ptr,
+    },
     /// Staged in the open pack buffer of this handle; never encoded.
     Pending { pack_id: u64, offset: u32 },
 }

@@ -16,7 +16,10 @@ pub const MAX_VALUE: usize = 16384;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     Leaf(Vec<(Vec<u8>, Vec<u8>)>),
-    Internal { level: u8, children: Vec<(Vec<u8>, Ptr)> },
+    Internal {
+        level: u8,
+        children: Vec<(Vec<u8>, Ptr)>,
+    },
 }
 
 /// Fixed part of a node's encoding.
@@ -33,7 +36,11 @@ pub fn child_entry_size(key: &[u8]) -> usize {
 }
 
 fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count().min(u16::MAX as usize)
+    a.iter()
+        .zip(b)
+        .take_while(|(x, y)| x == y)
+        .count()
+        .min(u16::MAX as usize)
 }
 
 impl Node {
@@ -63,7 +70,9 @@ impl Node {
         NODE_HEADER
             + match self {
                 Node::Leaf(e) => e.iter().map(|(k, v)| leaf_entry_size(k, v)).sum::<usize>(),
-                Node::Internal { children, .. } => children.iter().map(|(k, _)| child_entry_size(k)).sum(),
+                Node::Internal { children, .. } => {
+                    children.iter().map(|(k, _)| child_entry_size(k)).sum()
+                }
             }
     }
 
@@ -158,10 +167,23 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let leaf = Node::Leaf(vec![(b"a".to_vec(), b"1".to_vec()), (b"ab".to_vec(), vec![]), (b"b".to_vec(), b"xyz".to_vec())]);
+        let leaf = Node::Leaf(vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"ab".to_vec(), vec![]),
+            (b"b".to_vec(), b"xyz".to_vec()),
+        ]);
         assert_eq!(Node::decode(&leaf.encode(), 0, 0).unwrap(), leaf);
-        let p = Ptr { offset: 7, len: 9, generation: 2, raw_len: 4, tag: [3; 16] };
-        let int = Node::Internal { level: 2, children: vec![(b"".to_vec(), p), (b"q".to_vec(), p)] };
+        let p = Ptr {
+            offset: 7,
+            len: 9,
+            generation: 2,
+            raw_len: 4,
+            tag: [3; 16],
+        };
+        let int = Node::Internal {
+            level: 2,
+            children: vec![(b"".to_vec(), p), (b"q".to_vec(), p)],
+        };
         assert_eq!(Node::decode(&int.encode(), 0, 2).unwrap(), int);
         assert!(Node::decode(&int.encode(), 0, 1).is_err());
         let bad = Node::Leaf(vec![(b"b".to_vec(), vec![]), (b"a".to_vec(), vec![])]);

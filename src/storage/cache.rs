@@ -100,7 +100,9 @@ impl Cache {
         let mut spins = self.ring.len() * 2 + 1;
         while self.bytes > self.capacity && spins > 0 {
             spins -= 1;
-            let Some(key) = self.ring.pop_front() else { break };
+            let Some(key) = self.ring.pop_front() else {
+                break;
+            };
             match self.map.get_mut(&key) {
                 Some(slot) if slot.referenced => {
                     slot.referenced = false;

@@ -53,10 +53,14 @@ impl FileBackend {
     /// Opens an existing file: for writing with an exclusive lock, or
     /// read-only with a shared lock (and a mapping when `mmap`).
     pub fn open(path: &Path, read_only: bool, mmap: bool) -> Result<FileBackend> {
-        let file = OpenOptions::new().read(true).write(!read_only).open(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NotFound(path.display().to_string()),
-            _ => Error::Io(e),
-        })?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Error::NotFound(path.display().to_string()),
+                _ => Error::Io(e),
+            })?;
         if read_only {
             file.try_lock_shared().map_err(lock_error)?;
         } else {
@@ -91,7 +95,10 @@ fn pread(file: &File, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
     while !buf.is_empty() {
         let n = file.seek_read(buf, offset)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            ));
         }
         buf = &mut buf[n..];
         offset += n as u64;
@@ -114,7 +121,10 @@ impl Backend for FileBackend {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         if let Some(map) = &self.map {
             let start = usize::try_from(offset).unwrap_or(usize::MAX);
-            if let Some(src) = start.checked_add(buf.len()).and_then(|end| map.get(start..end)) {
+            if let Some(src) = start
+                .checked_add(buf.len())
+                .and_then(|end| map.get(start..end))
+            {
                 buf.copy_from_slice(src);
                 return Ok(());
             }

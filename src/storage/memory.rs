@@ -33,13 +33,17 @@ impl Backend for MemoryBackend {
                 buf.copy_from_slice(&b[start..end]);
                 Ok(())
             }
-            None => Err(Error::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "read past the end"))),
+            None => Err(Error::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            ))),
         }
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
         let mut b = self.bytes.write().map_err(|_| poisoned())?;
-        let start = usize::try_from(offset).map_err(|_| Error::Io(io::Error::other("offset too large")))?;
+        let start =
+            usize::try_from(offset).map_err(|_| Error::Io(io::Error::other("offset too large")))?;
         let end = start + data.len();
         if b.len() < end {
             b.resize(end, 0);
@@ -57,7 +61,8 @@ impl Backend for MemoryBackend {
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
-        let len = usize::try_from(len).map_err(|_| Error::Io(io::Error::other("length too large")))?;
+        let len =
+            usize::try_from(len).map_err(|_| Error::Io(io::Error::other("length too large")))?;
         self.bytes.write().map_err(|_| poisoned())?.resize(len, 0);
         Ok(())
     }

@@ -21,7 +21,37 @@ use crate::format::{DATA_START, INDEX_FANOUT};
 pub const MAX_REGION: u32 = 32 * 1024 * 1024;
 
 thread_local! {
-    static SCRATCH: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Scratch> = const { RefCell::new(Scratch { cbuf: Vec::new(), out: Vec::new(), memo: None }) };
+}
+
+/// Per-thread buffers for opening regions, reused across calls, and a note
+/// of which region they hold decoded, so reading the same frame again on
+/// this thread (neighbouring small files of one pack, sequential ranges)
+/// decrypts and decompresses it once.
+struct Scratch {
+    cbuf: Vec<u8>,
+    out: Vec<u8>,
+    memo: Option<Memo>,
+}
+
+#[derive(PartialEq, Eq)]
+struct Memo {
+    archive_id: [u8; 16],
+    kind: Kind,
+    offset: u64,
+    tag: [u8; 16],
+    /// Where the plaintext is: `Some(range)` of `cbuf` (stored codec) or
+    /// `None` for all of `out`.
+    stored: Option<(usize, usize)>,
+}
+
+impl Memo {
+    fn same(&self, id: &[u8; 16], kind: Kind, ptr: &Ptr) -> bool {
+        self.archive_id == *id
+            && self.kind == kind
+            && self.offset == ptr.offset
+            && self.tag == ptr.tag
+    }
 }
 
 pub struct Store {
@@ -44,7 +74,13 @@ fn cipher_for(keys: &SubKeys, kind: Kind) -> &XChaCha20Poly1305 {
 }
 
 impl Store {
-    pub fn new(backend: Box<dyn Backend>, keys: SubKeys, archive_id: [u8; 16], cache_bytes: usize, level: i32) -> Store {
+    pub fn new(
+        backend: Box<dyn Backend>,
+        keys: SubKeys,
+        archive_id: [u8; 16],
+        cache_bytes: usize,
+        level: i32,
+    ) -> Store {
         Store {
             backend: Counted::new(backend),
             keys,
@@ -102,14 +138,19 @@ impl Store {
 
     /// Seals and writes one region at the tail.
     pub fn write_region(&self, kind: Kind, generation: u64, raw: &[u8]) -> Result<Ptr> {
-        let level = if kind == Kind::Frame || kind == Kind::TocNode || kind == Kind::VarNode || kind == Kind::FrameIndex {
+        let level = if kind == Kind::Frame
+            || kind == Kind::TocNode
+            || kind == Kind::VarNode
+            || kind == Kind::FrameIndex
+        {
             Some(self.level)
         } else {
             None
         };
         let prepared = Prepared::new(raw, level)?;
         let mut ptrs = self.write_prepared(kind, generation, vec![prepared])?;
-        ptrs.pop().ok_or_else(|| Error::corrupt("no region written", 0))
+        ptrs.pop()
+            .ok_or_else(|| Error::corrupt("no region written", 0))
     }
 
     /// Compresses `raws` in parallel, then seals and writes them as one
@@ -122,7 +163,12 @@ impl Store {
         self.write_prepared(Kind::Frame, generation, prepared)
     }
 
-    fn write_prepared(&self, kind: Kind, generation: u64, mut prepared: Vec<Prepared>) -> Result<Vec<Ptr>> {
+    fn write_prepared(
+        &self,
+        kind: Kind,
+        generation: u64,
+        mut prepared: Vec<Prepared>,
+    ) -> Result<Vec<Ptr>> {
         let start = self.tail();
         let mut offsets = Vec::with_capacity(prepared.len());
         let mut at = start;
@@ -132,7 +178,8 @@ impl Store {
         }
         let cipher = cipher_for(&self.keys, kind);
         let id = self.archive_id;
-        let work: Vec<(&mut Prepared, u64)> = prepared.iter_mut().zip(offsets.iter().copied()).collect();
+        let work: Vec<(&mut Prepared, u64)> =
+            prepared.iter_mut().zip(offsets.iter().copied()).collect();
         let tags = par_map_owned(work, |(p, off)| {
             let aad = seal::aad(&id, kind, off, generation, p.raw_len);
             p.seal(cipher, &aad)
@@ -188,7 +235,14 @@ impl Store {
             && ptr.len as usize >= seal::OVERHEAD
             && ptr.len <= MAX_REGION
             && ptr.raw_len <= MAX_REGION;
-        if ok { Ok(()) } else { Err(Error::corrupt("pointer outside the allocated area", ptr.offset)) }
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::corrupt(
+                "pointer outside the allocated area",
+                ptr.offset,
+            ))
+        }
     }
 
     /// Reads and opens the region at `ptr` into `cipher_buf`, then decodes
@@ -198,24 +252,56 @@ impl Store {
         self.check_ptr(ptr)?;
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            let (cbuf, out) = &mut *s;
+            let Scratch { cbuf, out, memo } = &mut *s;
+            if let Some(m) = memo
+                .as_ref()
+                .filter(|m| m.same(&self.archive_id, kind, ptr))
+            {
+                return match m.stored {
+                    Some((a, b)) => f(&cbuf[a..b]),
+                    None => f(out),
+                };
+            }
+            *memo = None;
             cbuf.clear();
             cbuf.resize(ptr.len as usize, 0);
             self.backend.read_at(ptr.offset, cbuf)?;
             if cbuf[cbuf.len() - seal::TAG_LEN..] != ptr.tag {
-                return Err(Error::corrupt("region does not match its pointer (swapped, moved or replayed)", ptr.offset));
+                return Err(Error::corrupt(
+                    "region does not match its pointer (swapped, moved or replayed)",
+                    ptr.offset,
+                ));
             }
-            let aad = seal::aad(&self.archive_id, kind, ptr.offset, ptr.generation, ptr.raw_len);
+            let aad = seal::aad(
+                &self.archive_id,
+                kind,
+                ptr.offset,
+                ptr.generation,
+                ptr.raw_len,
+            );
             let (codec, body) = seal::open(cipher_for(&self.keys, kind), &aad, cbuf, ptr.offset)?;
+            let mut m = Memo {
+                archive_id: self.archive_id,
+                kind,
+                offset: ptr.offset,
+                tag: ptr.tag,
+                stored: None,
+            };
             if codec == 0 {
                 if body.len() != ptr.raw_len as usize {
-                    return Err(Error::corrupt("stored body length differs from its pointer", ptr.offset));
+                    return Err(Error::corrupt(
+                        "stored body length differs from its pointer",
+                        ptr.offset,
+                    ));
                 }
+                m.stored = Some((seal::NONCE_LEN + 1, seal::NONCE_LEN + 1 + body.len()));
+                *memo = Some(m);
                 return f(body);
             }
             out.clear();
             out.resize(ptr.raw_len as usize, 0);
             seal::decode_into(codec, body, out, ptr.offset)?;
+            *memo = Some(m);
             f(out)
         })
     }
@@ -226,10 +312,14 @@ impl Store {
             if n.level() == level {
                 return Ok(n);
             }
-            return Err(Error::corrupt("node level differs from its place in the tree", ptr.offset));
+            return Err(Error::corrupt(
+                "node level differs from its place in the tree",
+                ptr.offset,
+            ));
         }
         let node = Arc::new(self.open_with(ptr, kind, |raw| Node::decode(raw, ptr.offset, level))?);
-        self.cache().insert(ptr, Cached::Node(node.clone()), ptr.raw_len as usize);
+        self.cache()
+            .insert(ptr, Cached::Node(node.clone()), ptr.raw_len as usize);
         Ok(node)
     }
 
@@ -244,9 +334,12 @@ impl Store {
             if n == 0 || n > INDEX_FANOUT || r.remaining() as u64 != n * PTR_LEN as u64 {
                 return Err(r.err("entry count out of range"));
             }
-            (0..n).map(|_| Ptr::decode(&mut r)).collect::<Result<Vec<_>>>()
+            (0..n)
+                .map(|_| Ptr::decode(&mut r))
+                .collect::<Result<Vec<_>>>()
         })?);
-        self.cache().insert(ptr, Cached::Index(v.clone()), ptr.raw_len as usize);
+        self.cache()
+            .insert(ptr, Cached::Index(v.clone()), ptr.raw_len as usize);
         Ok(v)
     }
 
@@ -265,26 +358,38 @@ impl Store {
     }
 
     /// Reads a whole region's plaintext (verification, inspection).
+    /// Always reads and authenticates the bytes on disk (no memo).
     pub fn read_plain(&self, kind: Kind, ptr: &Ptr) -> Result<Vec<u8>> {
+        SCRATCH.with(|s| s.borrow_mut().memo = None);
         self.open_with(ptr, kind, |raw| Ok(raw.to_vec()))
     }
 }
 
 /// Maps `f` over `items` on up to `available_parallelism` scoped threads.
 fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
     let chunk = items.len().div_ceil(threads);
     std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
 
 fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len());
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
     if threads <= 1 {
         return items.into_iter().map(f).collect();
     }
@@ -299,7 +404,13 @@ fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> 
         groups.push(g);
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = groups.into_iter().map(|g| s.spawn(|| g.into_iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(|| g.into_iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
     })
 }
