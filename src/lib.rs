@@ -25,6 +25,13 @@ pub use storage::backend::IoStats;
 pub use storage::cache::CacheStats;
 pub use toc::{Entry, EntryKind};
 
+/// Internals exposed for the crate's own crash, fault-injection and fuzz
+/// tests. Not part of the stable API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::storage::backend::Backend;
+}
+
 /// A `Lockbox` can be shared across threads for reads.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}

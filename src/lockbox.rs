@@ -26,6 +26,13 @@ use crate::storage::file::FileBackend;
 use crate::storage::memory::MemoryBackend;
 use crate::storage::store::Store;
 
+/// Where a lockbox lives.
+pub(crate) enum Place<'a> {
+    File(&'a Path),
+    Memory(Vec<u8>),
+    Backend(Box<dyn Backend>),
+}
+
 /// An open lockbox.
 ///
 /// Changes are staged in the handle and visible to its own reads at once;
@@ -73,7 +80,7 @@ impl Lockbox {
         Builder::default()
     }
 
-    pub(crate) fn create_with(b: Builder, path: Option<&Path>, key: Key) -> Result<Lockbox> {
+    pub(crate) fn create_with(b: Builder, place: Place<'_>, key: Key) -> Result<Lockbox> {
         if !(MIN_NODE_CAPACITY..=MAX_NODE_CAPACITY).contains(&b.node_capacity) {
             return Err(Error::LimitExceeded {
                 what: "node capacity outside 1 KiB..1 MiB".into(),
@@ -84,9 +91,14 @@ impl Lockbox {
         fill_random(&mut archive_id)?;
         let master = MasterKey::random()?;
         let slot = Slot::new(&key, b.kdf, &master, &archive_id)?;
-        let backend: Box<dyn Backend> = match path {
-            Some(p) => Box::new(FileBackend::create(p)?),
-            None => Box::new(MemoryBackend::default()),
+        let path = match &place {
+            Place::File(p) => Some(*p),
+            _ => None,
+        };
+        let backend: Box<dyn Backend> = match place {
+            Place::File(p) => Box::new(FileBackend::create(p)?),
+            Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
+            Place::Backend(be) => be,
         };
         let header = Header {
             archive_id,
@@ -170,15 +182,11 @@ impl Lockbox {
         Ok(lb)
     }
 
-    pub(crate) fn open_with(
-        b: Builder,
-        path: Option<&Path>,
-        bytes: Option<Vec<u8>>,
-        key: Key,
-    ) -> Result<Lockbox> {
-        let backend: Box<dyn Backend> = match (path, bytes) {
-            (Some(p), _) => Box::new(FileBackend::open(p, b.read_only, b.mmap)?),
-            (None, bytes) => Box::new(MemoryBackend::new(bytes.unwrap_or_default())),
+    pub(crate) fn open_with(b: Builder, place: Place<'_>, key: Key) -> Result<Lockbox> {
+        let backend: Box<dyn Backend> = match place {
+            Place::File(p) => Box::new(FileBackend::open(p, b.read_only, b.mmap)?),
+            Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
+            Place::Backend(be) => be,
         };
         let len = backend.len()?;
         if len < HEADER_LEN {

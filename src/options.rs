@@ -7,7 +7,8 @@ use crate::crypto::keys::Key;
 use crate::crypto::slots::KdfParams;
 use crate::error::Result;
 use crate::format::{DEFAULT_FRAME_SIZE, DEFAULT_NODE_CAPACITY};
-use crate::lockbox::Lockbox;
+use crate::lockbox::{Lockbox, Place};
+use crate::storage::backend::Backend;
 
 /// How the cache behaves; the caller chooses, lockbox never guesses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,19 +101,30 @@ impl Builder {
 
     /// Creates a new lockbox file; `AlreadyExists` if the path exists.
     pub fn create(self, path: impl AsRef<Path>, key: Key) -> Result<Lockbox> {
-        Lockbox::create_with(self, Some(path.as_ref()), key)
+        Lockbox::create_with(self, Place::File(path.as_ref()), key)
     }
     /// Opens an existing lockbox file.
     pub fn open(self, path: impl AsRef<Path>, key: Key) -> Result<Lockbox> {
-        Lockbox::open_with(self, Some(path.as_ref()), None, key)
+        Lockbox::open_with(self, Place::File(path.as_ref()), key)
     }
     /// Creates a lockbox held in memory (see [`Lockbox::image`]).
     pub fn create_in_memory(self, key: Key) -> Result<Lockbox> {
-        Lockbox::create_with(self, None, key)
+        Lockbox::create_with(self, Place::Memory(Vec::new()), key)
+    }
+    /// Creates a lockbox on a caller-supplied backend (crash and
+    /// fault-injection tests). The backend must be empty.
+    #[doc(hidden)]
+    pub fn create_on(self, backend: Box<dyn Backend>, key: Key) -> Result<Lockbox> {
+        Lockbox::create_with(self, Place::Backend(backend), key)
+    }
+    /// Opens a lockbox on a caller-supplied backend.
+    #[doc(hidden)]
+    pub fn open_on(self, backend: Box<dyn Backend>, key: Key) -> Result<Lockbox> {
+        Lockbox::open_with(self, Place::Backend(backend), key)
     }
     /// Opens an in-memory copy of a lockbox image.
     pub fn open_bytes(self, bytes: Vec<u8>, key: Key) -> Result<Lockbox> {
-        Lockbox::open_with(self, None, Some(bytes), key)
+        Lockbox::open_with(self, Place::Memory(bytes), key)
     }
 }
 
