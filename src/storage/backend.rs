@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::Result;
 
 /// Positional byte storage.
+#[allow(clippy::len_without_is_empty)]
 pub trait Backend: Send + Sync {
     /// Fills `buf` from `offset`; a read past the end is an error
     /// (`UnexpectedEof`).
