@@ -137,6 +137,9 @@ impl Lockbox {
                 time: now().0,
                 ..Default::default()
             })?;
+            if let Some(p) = path {
+                crate::storage::file::sync_parent_dir(p)?;
+            }
             Ok(())
         })();
         if let Err(e) = init {
