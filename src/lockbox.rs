@@ -210,22 +210,34 @@ impl Lockbox {
         backend.read_at(SLOT_TABLES[0], &mut tables)?;
         let slots = [0, 1]
             .into_iter()
+            // A table that fails its checksum or does not parse is skipped:
+            // the other copy may be intact.
             .filter_map(|i| {
                 SlotTable::decode(&tables[i * TABLE_LEN..(i + 1) * TABLE_LEN], SLOT_TABLES[i])
-                    .transpose()
+                    .ok()
+                    .flatten()
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
             .max_by_key(|t| t.seq)
             .ok_or_else(|| Error::corrupt("no valid key slot table", SLOT_TABLES[0]))?;
+        // One unwrap attempt per slot. A slot that cannot be tried (KDF
+        // parameters over the limits) does not stop the others.
         let mut master = None;
+        let mut slot_err = None;
         for slot in &slots.slots {
-            if let Some(m) = slot.unwrap(&key, &header.archive_id)? {
-                master = Some(m);
-                break;
+            match slot.unwrap(&key, &header.archive_id) {
+                Ok(Some(m)) => {
+                    master = Some(m);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => slot_err = slot_err.or(Some(e)),
             }
         }
-        let master = master.ok_or(Error::WrongKey)?;
+        let master = match (master, slot_err) {
+            (Some(m), _) => m,
+            (None, Some(e)) => return Err(e),
+            (None, None) => return Err(Error::WrongKey),
+        };
         let mut lb = Lockbox::assemble(
             &b,
             backend,
@@ -414,6 +426,15 @@ impl Lockbox {
             ..Default::default()
         };
         let pack_bytes = self.flush_pack()?;
+        let pending = |c: &Content| matches!(c, Content::Pending { .. });
+        if self.toc.values().flatten().any(|r| pending(&r.content))
+            || self.vars.values().flatten().any(|r| pending(&r.content))
+        {
+            return Err(Error::corrupt(
+                "internal: staged content not written before commit",
+                0,
+            ));
+        }
         if pack_bytes > 0 {
             stats.pages_written += 1;
             stats.bytes_written += pack_bytes;

@@ -111,8 +111,8 @@ impl Walk<'_> {
                         return Err(Error::corrupt("key outside its parent's range", ptr.offset));
                     }
                     match kind {
-                        Kind::TocNode => self.toc_entry(k, v, ptr.offset)?,
-                        _ => self.var_entry(k, v, ptr.offset)?,
+                        Kind::TocNode => self.toc_entry(k, v, ptr)?,
+                        _ => self.var_entry(k, v, ptr)?,
                     }
                 }
                 Ok(entries.len() as u64)
@@ -137,23 +137,25 @@ impl Walk<'_> {
         }
     }
 
-    fn toc_entry(&mut self, key: &[u8], value: &[u8], at: u64) -> Result<()> {
+    fn toc_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
+        let at = leaf.offset;
         if from_key(key).is_none() {
             return Err(Error::corrupt("invalid path in the table of contents", at));
         }
         let r = Record::decode(value, at)?;
         if r.kind == EntryKind::File {
-            self.content(&r.content, r.len, at)?;
+            self.content(&r.content, r.len, leaf)?;
         }
         Ok(())
     }
 
-    fn var_entry(&mut self, key: &[u8], value: &[u8], at: u64) -> Result<()> {
+    fn var_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
+        let at = leaf.offset;
         if std::str::from_utf8(key).is_err() {
             return Err(Error::corrupt("variable name is not UTF-8", at));
         }
         let r = VarRecord::decode(value, at)?;
-        self.content(&r.content, r.len, at)
+        self.content(&r.content, r.len, leaf)
     }
 
     fn frame(&mut self, ptr: &Ptr, expect_len: Option<u64>) -> Result<()> {
@@ -174,7 +176,16 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn content(&mut self, c: &Content, len: u64, at: u64) -> Result<()> {
+    /// Checks a content locator found in the leaf at `leaf`: its regions
+    /// are no newer than the leaf.
+    fn content(&mut self, c: &Content, len: u64, leaf: &Ptr) -> Result<()> {
+        let at = leaf.offset;
+        let newer = |p: &Ptr| p.generation > leaf.generation;
+        if let Content::Packed { frame: p, .. } | Content::Frames { root: p, .. } = c {
+            if newer(p) {
+                return Err(Error::corrupt("content newer than its leaf", p.offset));
+            }
+        }
         match c {
             Content::Empty | Content::Inline(_) => Ok(()),
             Content::Pending { .. } => Err(Error::corrupt("pending content in a commit", at)),

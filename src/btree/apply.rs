@@ -239,10 +239,14 @@ impl<'a> Applier<'a> {
                 }
                 _ => return Err(Error::corrupt("siblings at different levels", 0)),
             };
+            let produced = parts.len();
             for (k, n) in parts.into_iter().enumerate() {
                 slots.insert(a + k, Slot::Fresh(n));
             }
-            i = a;
+            // One node: it may still be small, so look at it again (the
+            // slot count fell, so this ends). Several: the split is as
+            // balanced as the entries allow; move past it.
+            i = if produced == 1 { a } else { a + produced };
         }
         Ok(())
     }

@@ -143,12 +143,19 @@ impl Slot {
         master: &MasterKey,
         archive_id: &[u8; 16],
     ) -> Result<Slot> {
-        let kind = match key.0 {
+        let (kind, kdf) = match key.0 {
             KeyKind::Passphrase(_) => {
                 kdf.check_for_create()?;
-                SLOT_PASSPHRASE
+                (SLOT_PASSPHRASE, kdf)
             }
-            KeyKind::Raw(_) => SLOT_RAW,
+            KeyKind::Raw(_) => (
+                SLOT_RAW,
+                KdfParams {
+                    m_kib: 0,
+                    t: 0,
+                    p: 0,
+                },
+            ),
         };
         let mut salt = [0u8; 16];
         fill_random(&mut salt)?;
