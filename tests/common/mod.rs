@@ -411,3 +411,190 @@ impl Harness {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Reference state for the crash and fault tests (tests/crash.rs,
+// tests/faults.rs): what a lockbox holds, observed through the public API.
+// ---------------------------------------------------------------------------
+
+/// One stored entry of a reference state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RefNode {
+    File(Vec<u8>),
+    Symlink(String),
+    Dir,
+}
+
+/// The visible state of a lockbox: stored entries (explicit records, as
+/// `list("")` returns them) and variables.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefState {
+    pub entries: std::collections::BTreeMap<String, RefNode>,
+    pub vars: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+impl RefState {
+    /// Whether `p` is a stored entry or the implicit parent of one.
+    pub fn exists(&self, p: &str) -> bool {
+        self.entries.contains_key(p) || self.has_children(p)
+    }
+
+    pub fn has_children(&self, p: &str) -> bool {
+        let pre = format!("{p}/");
+        self.entries
+            .range(pre.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&pre))
+    }
+
+    /// Stored keys at or below `p` (`""`: all).
+    pub fn subtree(&self, p: &str) -> Vec<String> {
+        let pre = format!("{p}/");
+        self.entries
+            .keys()
+            .filter(|k| p.is_empty() || k.as_str() == p || k.starts_with(&pre))
+            .cloned()
+            .collect()
+    }
+
+    /// A one-line summary (paths with kinds and lengths, variable names
+    /// with lengths) for failure messages.
+    pub fn summary(&self) -> String {
+        let e: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(p, n)| match n {
+                RefNode::File(d) => format!("{p}:f{}", d.len()),
+                RefNode::Symlink(t) => format!("{p}->{t}"),
+                RefNode::Dir => format!("{p}/"),
+            })
+            .collect();
+        let v: Vec<String> = self
+            .vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}B", v.len()))
+            .collect();
+        format!("entries [{}] vars [{}]", e.join(", "), v.join(", "))
+    }
+
+    /// What differs between `self` (wanted) and `got`, briefly.
+    pub fn diff(&self, got: &RefState) -> String {
+        let mut out = Vec::new();
+        for (p, n) in &self.entries {
+            match got.entries.get(p) {
+                None => out.push(format!("missing {p}")),
+                Some(g) if g != n => out.push(format!(
+                    "{p}: want {}, got {}",
+                    node_brief(n),
+                    node_brief(g)
+                )),
+                _ => {}
+            }
+        }
+        for (p, g) in &got.entries {
+            if !self.entries.contains_key(p) {
+                out.push(format!("unexpected {p} ({})", node_brief(g)));
+            }
+        }
+        for (k, v) in &self.vars {
+            match got.vars.get(k) {
+                None => out.push(format!("missing var {k}")),
+                Some(g) if g != v => out.push(format!(
+                    "var {k}: want {} bytes, got {} bytes (differing)",
+                    v.len(),
+                    g.len()
+                )),
+                _ => {}
+            }
+        }
+        for k in got.vars.keys() {
+            if !self.vars.contains_key(k) {
+                out.push(format!("unexpected var {k}"));
+            }
+        }
+        if out.is_empty() {
+            "no difference".into()
+        } else {
+            out.join("; ")
+        }
+    }
+}
+
+fn node_brief(n: &RefNode) -> String {
+    match n {
+        RefNode::File(d) => format!("file of {} bytes (blake3 {})", d.len(), short_hash(d)),
+        RefNode::Symlink(t) => format!("symlink -> {t:?}"),
+        RefNode::Dir => "dir".into(),
+    }
+}
+
+fn short_hash(d: &[u8]) -> String {
+    blake3::hash(d).to_hex()[..12].to_string()
+}
+
+/// Reads the whole visible state of `lb` (staged changes included): every
+/// entry of `list("")` with its kind and length, `get` of every file, every
+/// symlink target, every variable. Any error, or an entry whose listed
+/// length disagrees with its content, is returned as a message.
+pub fn observe(lb: &Lockbox) -> Result<RefState, String> {
+    use lockbox::EntryKind;
+    let mut st = RefState::default();
+    let listed = lb
+        .list("")
+        .map_err(|e| format!("list(\"\"): {e:?}"))?
+        .collect::<lockbox::Result<Vec<Entry>>>()
+        .map_err(|e| format!("list(\"\") item: {e:?}"))?;
+    for e in listed {
+        let node = match e.kind {
+            EntryKind::File => {
+                let d = lb
+                    .get(&e.path)
+                    .map_err(|err| format!("get({:?}): {err:?}", e.path))?;
+                if d.len() as u64 != e.len {
+                    return Err(format!(
+                        "{:?}: listed length {} but get returned {} bytes",
+                        e.path,
+                        e.len,
+                        d.len()
+                    ));
+                }
+                RefNode::File(d)
+            }
+            EntryKind::Symlink => {
+                let t = e
+                    .target
+                    .clone()
+                    .ok_or_else(|| format!("symlink {:?} without a target", e.path))?;
+                if t.len() as u64 != e.len {
+                    return Err(format!(
+                        "symlink {:?}: listed length {} but target has {} bytes",
+                        e.path,
+                        e.len,
+                        t.len()
+                    ));
+                }
+                RefNode::Symlink(t)
+            }
+            EntryKind::Dir => RefNode::Dir,
+        };
+        if st.entries.insert(e.path.clone(), node).is_some() {
+            return Err(format!("list(\"\") returned {:?} twice", e.path));
+        }
+    }
+    for item in lb.vars().map_err(|e| format!("vars(): {e:?}"))? {
+        let (k, v) = item.map_err(|e| format!("vars() item: {e:?}"))?;
+        st.vars.insert(k, v);
+    }
+    Ok(st)
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".into()
+    }
+}
