@@ -94,6 +94,19 @@ pub enum Error {
     #[error("invalid key-derivation parameters: {0}")]
     InvalidKdfParams(String),
 
+    /// The commit is durable, but overwriting the space it freed failed.
+    /// The next writable open finishes the redaction.
+    #[error(
+        "commit {sequence} is durable, but erasing the space it freed failed ({source}); \
+         reopen the lockbox for writing to finish erasing it"
+    )]
+    RedactionPending {
+        /// Sequence number of the durable commit.
+        sequence: u64,
+        /// What failed.
+        source: Box<Error>,
+    },
+
     /// An earlier write failed; the handle refuses further changes.
     #[error(
         "an earlier write or sync failed, so this handle refuses further changes; \

@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod btree;
+mod commit;
 mod crypto;
 mod data;
 mod error;
@@ -10,6 +11,7 @@ mod format;
 mod lockbox;
 mod options;
 mod path;
+mod space;
 mod staged;
 mod storage;
 mod toc;

@@ -3,9 +3,7 @@
 //! `vars.rs`, verification in `verify.rs`.
 
 use std::path::Path;
-use std::time::Instant;
 
-use crate::btree::apply::{Applier, Change};
 use crate::crypto::keys::{Key, MasterKey, SubKeys};
 use crate::crypto::seal::{self, Kind, Prepared, fill_random};
 use crate::crypto::slots::{Slot, SlotTable, TABLE_LEN};
@@ -18,7 +16,7 @@ use crate::format::{
     COMMIT_SLOT_LEN, COMMIT_SLOTS, DATA_START, HEADER_LEN, MAX_NODE_CAPACITY, MIN_NODE_CAPACITY,
     SLOT_TABLES,
 };
-use crate::options::{Builder, CommitStats, Profile};
+use crate::options::{Builder, Profile};
 use crate::staged::Overlay;
 use crate::storage::backend::{Backend, IoStats};
 use crate::storage::cache::CacheStats;
@@ -48,6 +46,13 @@ pub struct Lockbox {
     pub(crate) toc: Overlay<Record>,
     pub(crate) vars: Overlay<VarRecord>,
     pub(crate) pack: Pack,
+    /// Packed frames written since the last commit.
+    pub(crate) session_packs: Vec<crate::format::ptr::Ptr>,
+    /// Sequence number found in the other commit slot at open (or after
+    /// the last commit): equal to ours once redaction's slot rewrite is done.
+    pub(crate) other_seq: Option<u64>,
+    /// Where the file lives, for `compact`.
+    pub(crate) path: Option<std::path::PathBuf>,
     pub(crate) read_only: bool,
     pub(crate) poisoned: bool,
     pub(crate) profile: Profile,
@@ -137,11 +142,13 @@ impl Lockbox {
                 time: now().0,
                 ..Default::default()
             })?;
+            lb.finish_redaction()?;
             if let Some(p) = path {
                 crate::storage::file::sync_parent_dir(p)?;
             }
             Ok(())
         })();
+        lb.path = path.map(Path::to_path_buf);
         if let Err(e) = init {
             if let Some(p) = path {
                 let _ = std::fs::remove_file(p);
@@ -177,6 +184,9 @@ impl Lockbox {
             toc: Overlay::new(),
             vars: Overlay::new(),
             pack,
+            session_packs: Vec::new(),
+            other_seq: None,
+            path: None,
             read_only: b.read_only,
             poisoned: false,
             profile: b.profile,
@@ -186,6 +196,10 @@ impl Lockbox {
     }
 
     pub(crate) fn open_with(b: Builder, place: Place<'_>, key: Key) -> Result<Lockbox> {
+        let path = match &place {
+            Place::File(p) => Some(p.to_path_buf()),
+            _ => None,
+        };
         let backend: Box<dyn Backend> = match place {
             Place::File(p) => Box::new(FileBackend::open(p, b.read_only, b.mmap)?),
             Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
@@ -248,6 +262,10 @@ impl Lockbox {
             0,
         )?;
         lb.load_commit(len)?;
+        lb.path = path;
+        if !lb.read_only {
+            lb.finish_redaction()?;
+        }
         Ok(lb)
     }
 
@@ -272,6 +290,7 @@ impl Lockbox {
             }
         }
         candidates.sort_by_key(|(r, _)| std::cmp::Reverse(r.seq));
+        let seqs: Vec<(usize, u64)> = candidates.iter().map(|(r, i)| (*i, r.seq)).collect();
         let mut last_err = Error::corrupt("no commit slot authenticates", COMMIT_SLOTS[0]);
         for (rec, i) in candidates {
             if rec.data_end < DATA_START || rec.data_end > file_len {
@@ -296,6 +315,7 @@ impl Lockbox {
                 Ok(()) => {
                     self.committed = rec;
                     self.active_slot = i;
+                    self.other_seq = seqs.iter().find(|(j, _)| *j != i).map(|(_, s)| *s);
                     return Ok(());
                 }
                 Err(e) => {
@@ -307,8 +327,8 @@ impl Lockbox {
         Err(last_err)
     }
 
-    fn write_commit_slot(&mut self, rec: CommitRecord) -> Result<u64> {
-        let slot = 1 - self.active_slot;
+    /// Seals `rec` for commit slot `slot` and writes it (no sync).
+    pub(crate) fn put_commit_slot(&self, slot: usize, rec: &CommitRecord) -> Result<u64> {
         let off = COMMIT_SLOTS[slot];
         let mut p = Prepared::new(&rec.encode(), None)?;
         let aad = seal::aad(
@@ -320,10 +340,18 @@ impl Lockbox {
         );
         p.seal(&self.store.keys().commit, &aad)?;
         self.store.backend().write_at(off, &p.buf)?;
+        Ok(p.buf.len() as u64)
+    }
+
+    /// Writes `rec` into the inactive slot and syncs: the commit point.
+    pub(crate) fn write_commit_slot(&mut self, rec: CommitRecord) -> Result<u64> {
+        let slot = 1 - self.active_slot;
+        let n = self.put_commit_slot(slot, &rec)?;
         self.store.backend().sync()?;
+        self.other_seq = Some(self.committed.seq);
         self.committed = rec;
         self.active_slot = slot;
-        Ok(p.buf.len() as u64)
+        Ok(n)
     }
 
     pub(crate) fn check_writable(&self) -> Result<()> {
@@ -340,7 +368,7 @@ impl Lockbox {
     /// is never retried as if nothing happened).
     pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let r = f(self);
+        let r = self.ensure_allocator().and_then(|()| f(self));
         if let Err(Error::Io(_)) = &r {
             self.poisoned = true;
         }
@@ -352,26 +380,82 @@ impl Lockbox {
         self.committed.seq + 1
     }
 
-    /// Writes the open pack and points its members at it.
+    fn content_mut(&mut self, m: &Member) -> Option<&mut Content> {
+        let rec = match m {
+            Member::Toc(k) => self
+                .toc
+                .get_mut(k)
+                .and_then(|e| e.as_mut())
+                .map(|r| (&mut r.content, r.len)),
+            Member::Var(k) => self
+                .vars
+                .get_mut(k)
+                .and_then(|e| e.as_mut())
+                .map(|r| (&mut r.content, r.len)),
+        };
+        rec.map(|(c, _)| c)
+    }
+
+    fn member_len(&self, m: &Member) -> u64 {
+        match m {
+            Member::Toc(k) => self
+                .toc
+                .get(k)
+                .and_then(|e| e.as_ref())
+                .map_or(0, |r| r.len),
+            Member::Var(k) => self
+                .vars
+                .get(k)
+                .and_then(|e| e.as_ref())
+                .map_or(0, |r| r.len),
+        }
+    }
+
+    /// Writes the open pack and points its members at it. Bytes of members
+    /// deleted or replaced while the pack was open are dropped first, so
+    /// they never reach the disk.
     pub(crate) fn flush_pack(&mut self) -> Result<u64> {
+        let id = self.pack.id;
+        let mut members = std::mem::take(&mut self.pack.members);
+        members.sort();
+        members.dedup();
+        let mut live: Vec<(Member, u32, u64)> = Vec::new();
+        for m in members {
+            if let Some(&mut Content::Pending { pack_id, offset }) = self.content_mut(&m) {
+                if pack_id == id {
+                    let len = self.member_len(&m);
+                    live.push((m, offset, len));
+                }
+            }
+        }
+        live.sort_by_key(|(_, off, _)| *off);
+        let live_bytes: u64 = live.iter().map(|(_, _, l)| l).sum();
+        if live_bytes < self.pack.buf.len() as u64 {
+            let old = std::mem::take(&mut self.pack.buf);
+            for (m, off, len) in &mut live {
+                let new_off = self.pack.buf.len() as u32;
+                let range = *off as usize..(*off as u64 + *len) as usize;
+                let bytes = old
+                    .get(range)
+                    .ok_or_else(|| Error::corrupt("internal: pack member out of range", 0))?;
+                self.pack.buf.extend_from_slice(bytes);
+                *off = new_off;
+                if let Some(c) = self.content_mut(m) {
+                    *c = Content::Pending {
+                        pack_id: id,
+                        offset: new_off,
+                    };
+                }
+            }
+        }
+        self.pack.members = live.iter().map(|(m, _, _)| m.clone()).collect();
         let generation = self.next_gen();
         let Some((id, ptr, members)) = self.pack.flush(&self.store, generation)? else {
             return Ok(0);
         };
+        self.session_packs.push(ptr);
         for m in members {
-            let content = match &m {
-                Member::Toc(k) => self
-                    .toc
-                    .get_mut(k)
-                    .and_then(|e| e.as_mut())
-                    .map(|r| &mut r.content),
-                Member::Var(k) => self
-                    .vars
-                    .get_mut(k)
-                    .and_then(|e| e.as_mut())
-                    .map(|r| &mut r.content),
-            };
-            if let Some(c) = content
+            if let Some(c) = self.content_mut(&m)
                 && let Content::Pending { pack_id, offset } = *c
                 && pack_id == id
             {
@@ -384,108 +468,6 @@ impl Lockbox {
     /// Whether anything is staged.
     pub fn has_changes(&self) -> bool {
         !self.toc.is_empty() || !self.vars.is_empty()
-    }
-
-    /// Makes every staged change durable and visible, atomically: new
-    /// pages are written and synced, then the inactive commit slot is
-    /// written and synced. A crash at any point leaves the old or the new
-    /// commit, never a mix.
-    pub fn commit(&mut self) -> Result<CommitStats> {
-        self.guarded(|lb| lb.commit_inner())
-    }
-
-    fn commit_inner(&mut self) -> Result<CommitStats> {
-        let started = Instant::now();
-        if !self.has_changes() {
-            return Ok(CommitStats {
-                sequence: self.committed.seq,
-                duration: started.elapsed(),
-                ..Default::default()
-            });
-        }
-        let r = self.commit_pages();
-        if r.is_err() {
-            // Pages may be half written: only a reopen knows what is durable.
-            self.poisoned = true;
-        }
-        let (mut stats, rec) = r?;
-        stats.bytes_written += self
-            .write_commit_slot(rec)
-            .inspect_err(|_| self.poisoned = true)?;
-        self.toc.clear();
-        self.vars.clear();
-        stats.duration = started.elapsed();
-        Ok(stats)
-    }
-
-    fn commit_pages(&mut self) -> Result<(CommitStats, CommitRecord)> {
-        let generation = self.next_gen();
-        let mut stats = CommitStats {
-            sequence: generation,
-            entries_changed: (self.toc.len() + self.vars.len()) as u64,
-            ..Default::default()
-        };
-        let pack_bytes = self.flush_pack()?;
-        let pending = |c: &Content| matches!(c, Content::Pending { .. });
-        if self.toc.values().flatten().any(|r| pending(&r.content))
-            || self.vars.values().flatten().any(|r| pending(&r.content))
-        {
-            return Err(Error::corrupt(
-                "internal: staged content not written before commit",
-                0,
-            ));
-        }
-        if pack_bytes > 0 {
-            stats.pages_written += 1;
-            stats.bytes_written += pack_bytes;
-        }
-        let cap = self.header.node_capacity as usize;
-        let toc_changes: Vec<Change> = self
-            .toc
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(Record::encode)))
-            .collect();
-        let mut a = Applier::new(&self.store, Kind::TocNode, generation, cap);
-        let toc = a.apply(&self.committed.toc, &toc_changes)?;
-        stats.pages_written += a.pages_written;
-        stats.bytes_written += a.bytes_written;
-        let var_changes: Vec<Change> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(VarRecord::encode)))
-            .collect();
-        let mut a = Applier::new(&self.store, Kind::VarNode, generation, cap);
-        let vars = a.apply(&self.committed.vars, &var_changes)?;
-        stats.pages_written += a.pages_written;
-        stats.bytes_written += a.bytes_written;
-        self.store.backend().sync()?;
-        let rec = CommitRecord {
-            seq: generation,
-            data_end: self.store.tail(),
-            toc,
-            vars,
-            time: now().0,
-        };
-        Ok((stats, rec))
-    }
-
-    /// Drops every staged change.
-    pub fn rollback(&mut self) {
-        self.toc.clear();
-        self.vars.clear();
-        self.pack.discard();
-        self.store.set_tail(self.committed.data_end);
-        // Drop the uncommitted tail; a failure here is harmless (the next
-        // write overwrites it) but poisons the handle like any failed write.
-        if !self.read_only
-            && self
-                .store
-                .backend()
-                .set_len(self.committed.data_end)
-                .is_err()
-        {
-            self.poisoned = true;
-        }
     }
 
     /// Sets the cache profile.

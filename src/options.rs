@@ -162,4 +162,8 @@ pub struct VerifyReport {
     pub region_bytes: u64,
     /// File-data bytes read back and checked.
     pub data_bytes: u64,
+    /// Bytes in the free-space index (zeroed, reusable).
+    pub free_bytes: u64,
+    /// Bytes freed by the last commit (zeroed, reusable by the next).
+    pub pending_bytes: u64,
 }

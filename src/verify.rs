@@ -1,6 +1,8 @@
 //! `verify()`: walk everything reachable from the last commit, authenticate
 //! every region, and check the trees' invariants and the data layout.
 
+use std::collections::BTreeSet;
+
 use ahash::AHashSet;
 
 use crate::crypto::seal::Kind;
@@ -15,11 +17,18 @@ use crate::format::{DATA_START, INDEX_FANOUT, MAX_TREE_HEIGHT};
 use crate::lockbox::Lockbox;
 use crate::options::VerifyReport;
 use crate::path::from_key;
+use crate::space::pack_key;
+use crate::storage::alloc::decode_extent;
 
 struct Walk<'a> {
     lb: &'a Lockbox,
     regions: Vec<(u64, u64)>,
     frames_seen: AHashSet<(u64, [u8; 16])>,
+    /// Pack references expected from packed entries, and found in the tree.
+    packed: BTreeSet<Vec<u8>>,
+    pack_refs: BTreeSet<Vec<u8>>,
+    /// Free extents as `(start, end)`.
+    free: Vec<(u64, u64)>,
     report: VerifyReport,
 }
 
@@ -27,14 +36,20 @@ impl Lockbox {
     /// Authenticates every region reachable from the last commit and checks
     /// the invariants: keys ordered and within their parent's range, every
     /// leaf at the same depth, no child newer than its parent, entry counts
-    /// as recorded, every file's frames consistent with its length, and no
-    /// two reachable regions overlapping. Staged changes are not checked.
+    /// as recorded, every file's frames consistent with its length, pack
+    /// references matching the packed entries, and reachable regions, free
+    /// extents and the pending redaction list tiling the data area exactly
+    /// (each byte allocated once, none leaked). Staged changes are not
+    /// checked.
     pub fn verify(&self) -> Result<VerifyReport> {
         let c = &self.committed;
         let mut w = Walk {
             lb: self,
             regions: Vec::new(),
             frames_seen: AHashSet::new(),
+            packed: BTreeSet::new(),
+            pack_refs: BTreeSet::new(),
+            free: Vec::new(),
             report: VerifyReport {
                 sequence: c.seq,
                 toc_height: c.toc.height,
@@ -44,23 +59,55 @@ impl Lockbox {
         };
         let entries = w.tree(Kind::TocNode, &c.toc, c.seq)?;
         let vars = w.tree(Kind::VarNode, &c.vars, c.seq)?;
+        w.tree(Kind::PackNode, &c.packs, c.seq)?;
+        w.tree(Kind::FreeNode, &c.free, c.seq)?;
         w.report.entries = entries;
         w.report.variables = vars;
-        w.regions.sort_unstable();
-        for pair in w.regions.windows(2) {
-            if pair[0].1 > pair[1].0 {
-                return Err(Error::corrupt("two reachable regions overlap", pair[1].0));
+        if w.pack_refs != w.packed {
+            return Err(Error::corrupt(
+                "pack references differ from the packed entries",
+                0,
+            ));
+        }
+        let mut spans: Vec<(u64, u64)> = std::mem::take(&mut w.regions);
+        if let Some(p) = &c.redact {
+            spans.push((p.offset, p.end()));
+            w.report.regions += 1;
+            let list = crate::space::RedactList::decode(
+                &self.store.read_plain(Kind::RedactList, p)?,
+                p.offset,
+            )?;
+            for (o, l) in list.all() {
+                w.report.pending_bytes += l;
+                spans.push((o, o.saturating_add(l)));
             }
         }
-        if let Some(&(start, _)) = w.regions.first()
-            && start < DATA_START
-        {
-            return Err(Error::corrupt("region inside the header area", start));
+        w.report.free_bytes = w.free.iter().map(|(o, e)| e - o).sum();
+        spans.extend(w.free.iter().copied());
+        // Reachable regions, free extents and the redaction list tile the
+        // data area exactly: nothing overlaps, nothing is lost.
+        spans.sort_unstable();
+        let mut at = DATA_START;
+        for (start, end) in spans {
+            if start < at {
+                return Err(Error::corrupt("two regions or extents overlap", start));
+            }
+            if start > at {
+                return Err(Error::corrupt("space neither used nor free (leaked)", at));
+            }
+            at = end;
         }
-        if let Some(&(_, end)) = w.regions.last()
-            && end > c.data_end
-        {
-            return Err(Error::corrupt("region past the committed end", end));
+        if at != c.data_end {
+            return Err(Error::corrupt(
+                "allocated space does not end at the committed end",
+                at,
+            ));
+        }
+        if self.store.backend().len()? < c.data_end {
+            return Err(Error::corrupt(
+                "file shorter than its committed end",
+                c.data_end,
+            ));
         }
         Ok(w.report)
     }
@@ -112,7 +159,19 @@ impl Walk<'_> {
                     }
                     match kind {
                         Kind::TocNode => self.toc_entry(k, v, ptr)?,
-                        _ => self.var_entry(k, v, ptr)?,
+                        Kind::VarNode => self.var_entry(k, v, ptr)?,
+                        Kind::PackNode => {
+                            if k.len() < 10 || !v.is_empty() {
+                                return Err(Error::corrupt("bad pack reference", ptr.offset));
+                            }
+                            self.pack_refs.insert(k.clone());
+                        }
+                        _ => {
+                            let (o, l) = decode_extent(k, v).ok_or_else(|| {
+                                Error::corrupt("bad free-space entry", ptr.offset)
+                            })?;
+                            self.free.push((o, o.saturating_add(l)));
+                        }
                     }
                 }
                 Ok(entries.len() as u64)
@@ -143,6 +202,9 @@ impl Walk<'_> {
             return Err(Error::corrupt("invalid path in the table of contents", at));
         }
         let r = Record::decode(value, at)?;
+        if let Content::Packed { frame, .. } = &r.content {
+            self.packed.insert(pack_key(frame, b'T', key));
+        }
         if r.kind == EntryKind::File {
             self.content(&r.content, r.len, leaf)?;
         }
@@ -155,6 +217,9 @@ impl Walk<'_> {
             return Err(Error::corrupt("variable name is not UTF-8", at));
         }
         let r = VarRecord::decode(value, at)?;
+        if let Content::Packed { frame, .. } = &r.content {
+            self.packed.insert(pack_key(frame, b'V', key));
+        }
         self.content(&r.content, r.len, leaf)
     }
 

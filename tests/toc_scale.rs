@@ -135,25 +135,41 @@ fn toc_200k_entries() {
     let n = check_full_list(&lb, |_| true, "200k");
     assert_eq!(n, TOTAL);
 
-    // one-file commit into the big lockbox
-    lb.put("zz-one/new.txt", b"a single new file").unwrap();
-    let cs = lb.commit().expect("one-file commit");
-    let file_len = std::fs::metadata(&path).unwrap().len();
-    eprintln!(
-        "[toc] one-file commit: {} bytes written in {} pages; file length {} bytes ({:.4} %)",
-        cs.bytes_written,
-        cs.pages_written,
-        file_len,
-        cs.bytes_written as f64 * 100.0 / file_len as f64
+    // One-file commits into the big lockbox. The first commit after a
+    // large batch also moves that batch's freed pages into the free-space
+    // index (deferred until the batch was durable and zeroed), so it is
+    // bounded by the batch, not by the file; the next is the steady state.
+    let mut sizes = Vec::new();
+    for (i, name) in ["zz-one/new.txt", "zz-one/second.txt"]
+        .into_iter()
+        .enumerate()
+    {
+        lb.put(name, b"a single new file").unwrap();
+        let cs = lb.commit().expect("one-file commit");
+        let file_len = std::fs::metadata(&path).unwrap().len();
+        eprintln!(
+            "[toc] one-file commit #{}: {} bytes written in {} pages; file length {} bytes ({:.4} %)",
+            i + 1,
+            cs.bytes_written,
+            cs.pages_written,
+            file_len,
+            cs.bytes_written as f64 * 100.0 / file_len as f64
+        );
+        assert!(
+            cs.bytes_written > 0,
+            "one-file commit reports 0 bytes written"
+        );
+        sizes.push((cs.bytes_written, file_len));
+    }
+    let (first, len1) = sizes[0];
+    let (steady, len2) = sizes[1];
+    assert!(
+        first * 20 < len1,
+        "first one-file commit wrote {first} bytes, not < 5 % of {len1}"
     );
     assert!(
-        cs.bytes_written * 100 < file_len,
-        "one-file commit wrote {} bytes, not < 1 % of the {file_len}-byte file",
-        cs.bytes_written
-    );
-    assert!(
-        cs.bytes_written > 0,
-        "one-file commit reports 0 bytes written"
+        steady * 100 < len2,
+        "steady one-file commit wrote {steady} bytes, not < 1 % of the {len2}-byte file"
     );
     lb.delete("zz-one").unwrap();
     lb.commit().unwrap();

@@ -28,6 +28,9 @@ pub enum Kind {
     FrameIndex = 4,
     Commit = 5,
     KeySlot = 6,
+    PackNode = 7,
+    FreeNode = 8,
+    RedactList = 9,
 }
 
 /// Fills `buf` from the operating system's random source.

@@ -9,7 +9,7 @@ use crate::format::ptr::Ptr;
 use crate::storage::store::Store;
 
 /// Whose bytes a pack holds: a TOC entry or a variable, by key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Member {
     Toc(Vec<u8>),
     Var(Vec<u8>),

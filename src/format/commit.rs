@@ -5,7 +5,7 @@ use super::ptr::Ptr;
 use crate::error::Result;
 
 /// Plaintext length of a commit record.
-pub const RECORD_LEN: usize = 256;
+pub const RECORD_LEN: usize = 512;
 
 /// Root and size of one B-tree; `root == None` is the empty tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -25,6 +25,14 @@ pub struct CommitRecord {
     pub vars: TreeRoot,
     /// Unix time of the commit, seconds.
     pub time: i64,
+    /// Pack references: which TOC entries and variables use each packed frame.
+    pub packs: TreeRoot,
+    /// The free-space index: extents that are free and already zeroed.
+    pub free: TreeRoot,
+    /// The redaction list: extents this commit freed, to be zeroed once it
+    /// is durable (and again by the next writer to open, if a crash cut
+    /// that short). The next commit moves them into the free-space index.
+    pub redact: Option<Ptr>,
 }
 
 fn put_root(out: &mut Vec<u8>, t: &TreeRoot) {
@@ -59,6 +67,9 @@ impl CommitRecord {
         put_root(&mut out, &self.toc);
         put_root(&mut out, &self.vars);
         out.put_i64(self.time);
+        put_root(&mut out, &self.packs);
+        put_root(&mut out, &self.free);
+        self.redact.unwrap_or_default().encode(&mut out);
         out.resize(RECORD_LEN, 0);
         out
     }
@@ -74,6 +85,9 @@ impl CommitRecord {
             toc: get_root(&mut r)?,
             vars: get_root(&mut r)?,
             time: r.i64()?,
+            packs: get_root(&mut r)?,
+            free: get_root(&mut r)?,
+            redact: Some(Ptr::decode(&mut r)?).filter(|p| p.offset != 0),
         })
     }
 }

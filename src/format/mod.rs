@@ -20,6 +20,10 @@ pub const SLOT_TABLES: [u64; 2] = [4096, 8192];
 pub const COMMIT_SLOTS: [u64; 2] = [12288, 16384];
 /// Space reserved for each commit slot.
 pub const COMMIT_SLOT_LEN: u64 = 4096;
+/// Where the last commit whose redaction finished is noted (u64, plain).
+/// Only a hint: a missing or wrong value makes the next writer redo the
+/// redaction, which is idempotent.
+pub const REDACT_MARK: u64 = COMMIT_SLOTS[0] + 2048;
 /// Where sealed regions (pages and frames) begin.
 pub const DATA_START: u64 = 20480;
 /// Default logical capacity of a B-tree node (encoded bytes before compression).

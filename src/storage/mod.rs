@@ -2,6 +2,7 @@
 //! cache of decoded objects, and the store that seals, writes, reads and
 //! opens regions through them.
 
+pub mod alloc;
 pub mod backend;
 pub mod cache;
 pub mod file;

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use chacha20poly1305::XChaCha20Poly1305;
 
+use super::alloc::Allocator;
 use super::backend::{Backend, Counted, IoStats};
 use super::cache::{Cache, CacheStats, Cached};
 use crate::crypto::keys::SubKeys;
@@ -62,6 +63,10 @@ pub struct Store {
     /// End of allocated space as this handle sees it (committed or staged).
     tail: AtomicU64,
     cache_frames: AtomicBool,
+    alloc: Mutex<Option<Allocator>>,
+    tail_only: AtomicBool,
+    /// Regions written since `take_written` was last called.
+    written: Mutex<Vec<(u64, u64)>>,
     pub level: i32,
 }
 
@@ -88,6 +93,9 @@ impl Store {
             cache: Mutex::new(Cache::new(cache_bytes)),
             tail: AtomicU64::new(DATA_START),
             cache_frames: AtomicBool::new(false),
+            alloc: Mutex::new(None),
+            tail_only: AtomicBool::new(false),
+            written: Mutex::new(Vec::new()),
             level,
         }
     }
@@ -163,19 +171,55 @@ impl Store {
         self.write_prepared(Kind::Frame, generation, prepared)
     }
 
+    /// Places `lens` regions: one contiguous run from free space if one
+    /// fits, else each region on its own (free space or the tail). Returns
+    /// the offsets and whether they form one run.
+    fn place(&self, lens: &[u64]) -> (Vec<u64>, bool) {
+        let total: u64 = lens.iter().sum();
+        let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        let tail_only = self.tail_only.load(Ordering::Relaxed);
+        let mut offsets = Vec::with_capacity(lens.len());
+        let run_start = match alloc.as_mut() {
+            Some(a) if !tail_only => a.alloc(total),
+            _ => None,
+        };
+        if let Some(mut at) = run_start {
+            for l in lens {
+                offsets.push(at);
+                at += l;
+            }
+            return (offsets, true);
+        }
+        let mut contiguous = true;
+        let mut tail = self.tail();
+        for &l in lens {
+            let from_free = match alloc.as_mut() {
+                Some(a) if !tail_only && lens.len() > 1 => a.alloc(l),
+                _ => None,
+            };
+            match from_free {
+                Some(off) => {
+                    contiguous = false;
+                    offsets.push(off);
+                }
+                None => {
+                    offsets.push(tail);
+                    tail += l;
+                }
+            }
+        }
+        self.set_tail(tail);
+        (offsets, contiguous)
+    }
+
     fn write_prepared(
         &self,
         kind: Kind,
         generation: u64,
         mut prepared: Vec<Prepared>,
     ) -> Result<Vec<Ptr>> {
-        let start = self.tail();
-        let mut offsets = Vec::with_capacity(prepared.len());
-        let mut at = start;
-        for p in &prepared {
-            offsets.push(at);
-            at += p.sealed_len() as u64;
-        }
+        let lens: Vec<u64> = prepared.iter().map(|p| p.sealed_len() as u64).collect();
+        let (offsets, contiguous) = self.place(&lens);
         let cipher = cipher_for(&self.keys, kind);
         let id = self.archive_id;
         let work: Vec<(&mut Prepared, u64)> =
@@ -196,17 +240,62 @@ impl Store {
                 tag,
             });
         }
-        if prepared.len() == 1 {
-            self.backend.write_at(start, &prepared[0].buf)?;
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(offsets.iter().zip(&lens).map(|(&o, &l)| (o, l)));
+        if prepared.len() == 1 || !contiguous {
+            for (p, off) in prepared.iter().zip(&offsets) {
+                self.backend.write_at(*off, &p.buf)?;
+            }
         } else {
-            let mut run = Vec::with_capacity((at - start) as usize);
+            let total = lens.iter().sum::<u64>() as usize;
+            let mut run = Vec::with_capacity(total);
             for p in &prepared {
                 run.extend_from_slice(&p.buf);
             }
-            self.backend.write_at(start, &run)?;
+            self.backend.write_at(offsets[0], &run)?;
         }
-        self.set_tail(at);
         Ok(ptrs)
+    }
+
+    /// The regions written since the last call, as `(offset, len)`.
+    pub fn take_written(&self) -> Vec<(u64, u64)> {
+        std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Installs the allocator (loaded by the lockbox on its first write).
+    pub fn set_allocator(&self, a: Option<Allocator>) {
+        *self.alloc.lock().unwrap_or_else(|e| e.into_inner()) = a;
+    }
+
+    /// Runs `f` on the allocator, if loaded.
+    pub fn with_allocator<R>(&self, f: impl FnOnce(&mut Allocator) -> R) -> Option<R> {
+        self.alloc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(f)
+    }
+
+    /// While set, new regions go to the tail only (the free-space index's
+    /// own pages and the redaction list, so writing them cannot change the
+    /// free set they describe).
+    pub fn set_tail_only(&self, on: bool) {
+        self.tail_only.store(on, Ordering::Relaxed);
+    }
+
+    /// Overwrites `[offset, offset + len)` with zeros, in bounded chunks.
+    pub fn zero(&self, offset: u64, len: u64) -> Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK.min(len) as usize];
+        let mut done = 0;
+        while done < len {
+            let n = CHUNK.min(len - done);
+            self.backend.write_at(offset + done, &zeros[..n as usize])?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Writes a B-tree node and caches its decoded form.

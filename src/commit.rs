@@ -1,0 +1,244 @@
+//! Commit, redaction and rollback.
+//!
+//! A commit: work out freed space and repack (`space.rs`), write the pack,
+//! tree nodes, free-space index and redaction list, sync, write the
+//! inactive commit slot, sync (the commit point). Then redact: write the
+//! other slot with the same record so no slot reaches the old state, zero
+//! every region in the redaction list, trim the file, sync. A crash after
+//! the commit point leaves the redaction to the next writable open
+//! (`finish_redaction`), which redoes it; it is idempotent.
+
+use std::time::Instant;
+
+use crate::btree::apply::{Applier, Change};
+use crate::crypto::seal::Kind;
+use crate::error::{Error, Result};
+use crate::format::REDACT_MARK;
+use crate::format::commit::CommitRecord;
+use crate::format::entry::{Content, Record, VarRecord};
+use crate::lockbox::{Lockbox, now};
+use crate::options::CommitStats;
+use crate::space::{RedactList, merge_extents};
+
+impl Lockbox {
+    /// Makes every staged change durable and visible, atomically: new
+    /// pages are written and synced, then the inactive commit slot is
+    /// written and synced. A crash at any point leaves the old or the new
+    /// commit, never a mix. When it returns, the space the changes freed
+    /// has been overwritten with zeros and no commit slot reaches it.
+    pub fn commit(&mut self) -> Result<CommitStats> {
+        self.guarded(|lb| lb.commit_inner())
+    }
+
+    fn commit_inner(&mut self) -> Result<CommitStats> {
+        let started = Instant::now();
+        if !self.has_changes() {
+            return Ok(CommitStats {
+                sequence: self.committed.seq,
+                duration: started.elapsed(),
+                ..Default::default()
+            });
+        }
+        let r = self.commit_pages();
+        if r.is_err() {
+            // Pages may be half written: only a reopen knows what is durable.
+            self.poisoned = true;
+        }
+        let (mut stats, rec, redact) = r?;
+        stats.bytes_written += self
+            .write_commit_slot(rec)
+            .inspect_err(|_| self.poisoned = true)?;
+        self.toc.clear();
+        self.vars.clear();
+        self.session_packs.clear();
+        match self.redact(&redact) {
+            Ok(n) => stats.bytes_written += n,
+            Err(e) => {
+                self.poisoned = true;
+                return Err(Error::RedactionPending {
+                    sequence: self.committed.seq,
+                    source: Box::new(e),
+                });
+            }
+        }
+        self.store.with_allocator(|a| {
+            a.committed();
+            for (o, l) in redact.all() {
+                a.release(o, l);
+            }
+            a.committed_extra();
+        });
+        stats.duration = started.elapsed();
+        Ok(stats)
+    }
+
+    fn commit_pages(&mut self) -> Result<(CommitStats, CommitRecord, RedactList)> {
+        let generation = self.next_gen();
+        let cap = self.header.node_capacity as usize;
+        let before = self.store.io_stats();
+        let mut stats = CommitStats {
+            sequence: generation,
+            entries_changed: (self.toc.len() + self.vars.len()) as u64,
+            ..Default::default()
+        };
+        let plan = self.plan_space()?;
+        let pending = |c: &Content| matches!(c, Content::Pending { .. });
+        if self.toc.values().flatten().any(|r| pending(&r.content))
+            || self.vars.values().flatten().any(|r| pending(&r.content))
+        {
+            return Err(Error::corrupt(
+                "internal: staged content not written before commit",
+                0,
+            ));
+        }
+        let mut freed = plan.freed;
+        let apply = |kind: Kind,
+                     root,
+                     changes: &[Change],
+                     stats: &mut CommitStats,
+                     freed: &mut Vec<(u64, u64)>| {
+            let mut a = Applier::new(&self.store, kind, generation, cap);
+            let r = a.apply(root, changes)?;
+            stats.pages_written += a.pages_written;
+            freed.extend(a.freed.iter().map(|p| (p.offset, p.len as u64)));
+            Ok::<_, Error>(r)
+        };
+        let toc_changes: Vec<Change> = self
+            .toc
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(Record::encode)))
+            .collect();
+        let toc = apply(
+            Kind::TocNode,
+            &self.committed.toc,
+            &toc_changes,
+            &mut stats,
+            &mut freed,
+        )?;
+        let var_changes: Vec<Change> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(VarRecord::encode)))
+            .collect();
+        let vars = apply(
+            Kind::VarNode,
+            &self.committed.vars,
+            &var_changes,
+            &mut stats,
+            &mut freed,
+        )?;
+        let packs = apply(
+            Kind::PackNode,
+            &self.committed.packs,
+            &plan.pack_changes,
+            &mut stats,
+            &mut freed,
+        )?;
+        let (free, old_free_pages, pages, _) = self.apply_free_index(generation, cap)?;
+        stats.pages_written += pages;
+        let mut plain = plan.plain;
+        plain.extend(old_free_pages.iter().map(|p| (p.offset, p.len as u64)));
+        let freed = RedactList {
+            zero: merge_extents(freed),
+            plain: merge_extents(plain),
+        };
+        let redact = if freed.is_empty() {
+            None
+        } else {
+            self.store.set_tail_only(true);
+            let r = self
+                .store
+                .write_region(Kind::RedactList, generation, &freed.encode());
+            self.store.set_tail_only(false);
+            stats.pages_written += 1;
+            Some(r?)
+        };
+        self.store.take_written();
+        self.store.backend().sync()?;
+        stats.bytes_written += self.store.io_stats().bytes_written - before.bytes_written;
+        let rec = CommitRecord {
+            seq: generation,
+            data_end: self.store.tail(),
+            toc,
+            vars,
+            time: now().0,
+            packs,
+            free,
+            redact,
+        };
+        Ok((stats, rec, freed))
+    }
+
+    /// After the commit point: the other slot gets the same record, the
+    /// freed extents are zeroed, the file is trimmed to the committed end.
+    /// Returns bytes written.
+    fn redact(&mut self, list: &RedactList) -> Result<u64> {
+        let other = 1 - self.active_slot;
+        let mut n = self.put_commit_slot(other, &self.committed.clone())?;
+        self.other_seq = Some(self.committed.seq);
+        let end = self.committed.data_end;
+        for &(o, l) in &list.zero {
+            let l = l.min(end.saturating_sub(o));
+            if l > 0 {
+                self.store.zero(o, l)?;
+                n += l;
+            }
+        }
+        let be = self.store.backend();
+        if be.len()? > end {
+            be.set_len(end)?;
+        }
+        be.write_at(REDACT_MARK, &self.committed.seq.to_le_bytes())?;
+        be.sync()?;
+        Ok(n)
+    }
+
+    /// On a writable open: finishes the last commit's redaction if a crash
+    /// may have cut it short (the marker does not name this commit, or the
+    /// other slot still holds an older one).
+    pub(crate) fn finish_redaction(&mut self) -> Result<()> {
+        let mut mark = [0u8; 8];
+        self.store.backend().read_at(REDACT_MARK, &mut mark)?;
+        let done = u64::from_le_bytes(mark) == self.committed.seq
+            && self.other_seq == Some(self.committed.seq);
+        if done {
+            return Ok(());
+        }
+        let list = self.redact_list()?;
+        self.redact(&list)?;
+        Ok(())
+    }
+
+    /// Drops every staged change. Space this handle took from the free
+    /// list is zeroed again and returned; the file is trimmed.
+    pub fn rollback(&mut self) {
+        self.toc.clear();
+        self.vars.clear();
+        self.pack.discard();
+        self.session_packs.clear();
+        self.store.take_written();
+        let used = self
+            .store
+            .with_allocator(|a| std::mem::take(&mut a.session))
+            .unwrap_or_default();
+        self.store.with_allocator(|a| a.rollback());
+        self.store.set_tail(self.committed.data_end);
+        if self.read_only {
+            return;
+        }
+        let end = self.committed.data_end;
+        let r = (|| -> Result<()> {
+            for (o, l) in used {
+                self.store.zero(o, l)?;
+            }
+            let be = self.store.backend();
+            if be.len()? > end {
+                be.set_len(end)?;
+            }
+            be.sync()
+        })();
+        if r.is_err() {
+            self.poisoned = true;
+        }
+    }
+}

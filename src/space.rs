@@ -1,0 +1,520 @@
+//! Free space and redaction at commit time.
+//!
+//! A commit works out which regions its changes free: superseded tree
+//! nodes, the frames of deleted or replaced files, frames written by this
+//! handle that ended up unused, packed frames left with no live member
+//! (a frame that still has live members is *repacked*: they move to a new
+//! frame, so the dead members' bytes go with the old one), and the
+//! previous redaction list. Those regions go into this commit's redaction
+//! list. Once the commit is durable the other commit slot is overwritten
+//! with it and every listed region is zeroed; the next commit moves them
+//! into the free-space index, from which new regions are allocated. So the
+//! index only ever holds zeroed space that no durable slot reaches.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::btree;
+use crate::btree::apply::Change;
+use crate::btree::cursor::Cursor;
+use crate::crypto::seal::Kind;
+use crate::data::frames::MAX_INDEX_DEPTH;
+use crate::data::pack::Member;
+use crate::error::{Error, Result};
+use crate::format::bytes::{Put, Reader};
+use crate::format::commit::TreeRoot;
+use crate::format::entry::{Content, Record, VarRecord};
+use crate::format::ptr::Ptr;
+use crate::lockbox::Lockbox;
+use crate::storage::alloc::{Allocator, decode_extent};
+use crate::storage::store::Store;
+
+const TAG_TOC: u8 = b'T';
+const TAG_VAR: u8 = b'V';
+
+/// Key of a pack reference: frame offset (big-endian), member tag, member key.
+pub fn pack_key(frame: &Ptr, tag: u8, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len());
+    k.extend_from_slice(&frame.offset.to_be_bytes());
+    k.push(tag);
+    k.extend_from_slice(key);
+    k
+}
+
+/// The frames and index pages of framed content (not packed frames).
+pub fn frame_regions(store: &Store, c: &Content, len: u64, out: &mut Vec<Ptr>) -> Result<()> {
+    let Content::Frames {
+        frame_size,
+        depth,
+        root,
+    } = c
+    else {
+        return Ok(());
+    };
+    if *depth > MAX_INDEX_DEPTH || *frame_size == 0 {
+        return Err(Error::corrupt("frame layout out of range", root.offset));
+    }
+    let n = len.div_ceil(*frame_size as u64);
+    walk_index(store, root, *depth, n, out)
+}
+
+fn walk_index(store: &Store, ptr: &Ptr, depth: u8, limit: u64, out: &mut Vec<Ptr>) -> Result<()> {
+    out.push(*ptr);
+    if depth == 0 {
+        return Ok(());
+    }
+    if out.len() as u64 > limit.saturating_mul(2) + 8 {
+        return Err(Error::corrupt(
+            "frame index larger than its file",
+            ptr.offset,
+        ));
+    }
+    let page = store.read_index(ptr)?;
+    for child in page.iter() {
+        walk_index(store, child, depth - 1, limit, out)?;
+    }
+    Ok(())
+}
+
+/// A redaction list: extents a commit freed. `zero` held names or
+/// content and are overwritten with zeros; `plain` held only offsets and
+/// lengths (old free-space index pages, the previous list) and are simply
+/// released.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedactList {
+    pub zero: Vec<(u64, u64)>,
+    pub plain: Vec<(u64, u64)>,
+}
+
+impl RedactList {
+    pub fn is_empty(&self) -> bool {
+        self.zero.is_empty() && self.plain.is_empty()
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.zero.iter().chain(&self.plain).copied()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + (self.zero.len() + self.plain.len()) * 16);
+        for list in [&self.zero, &self.plain] {
+            out.put_u32(list.len() as u32);
+            for &(o, l) in list {
+                out.put_u64(o);
+                out.put_u64(l);
+            }
+        }
+        out
+    }
+
+    pub fn decode(raw: &[u8], at: u64) -> Result<RedactList> {
+        let mut r = Reader::new(raw, "redaction list", at);
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            let n = r.u32()? as usize;
+            if n > r.remaining() / 16 {
+                return Err(r.err("extent count out of range"));
+            }
+            for _ in 0..n {
+                list.push((r.u64()?, r.u64()?));
+            }
+        }
+        r.finish()?;
+        let [zero, plain] = lists;
+        Ok(RedactList { zero, plain })
+    }
+}
+
+/// Sorts and merges touching extents.
+pub fn merge_extents(mut v: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    v.retain(|&(_, l)| l > 0);
+    v.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(v.len());
+    for (o, l) in v {
+        match out.last_mut() {
+            Some((po, pl)) if *po + *pl >= o => *pl = (*pl).max(o + l - *po),
+            _ => out.push((o, l)),
+        }
+    }
+    out
+}
+
+fn same_frame(a: &Ptr, b: &Ptr) -> bool {
+    a.offset == b.offset && a.tag == b.tag
+}
+
+/// What the staged changes do to space, worked out at commit.
+pub struct SpacePlan {
+    /// Regions this commit frees that held names or content.
+    pub freed: Vec<(u64, u64)>,
+    /// Regions this commit frees that held only offsets.
+    pub plain: Vec<(u64, u64)>,
+    /// Changes to the pack-reference tree.
+    pub pack_changes: Vec<Change>,
+}
+
+impl Lockbox {
+    /// Loads the allocator from the free-space index and the last
+    /// redaction list (zeroed by then: by the commit, or at open).
+    pub(crate) fn ensure_allocator(&mut self) -> Result<()> {
+        if self.store.with_allocator(|_| ()).is_some() {
+            return Ok(());
+        }
+        let mut base = BTreeMap::new();
+        for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
+            let (k, v) = item?;
+            let (o, l) =
+                decode_extent(&k, &v).ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
+            base.insert(o, l);
+        }
+        let extra: Vec<(u64, u64)> = self.redact_list()?.all().collect();
+        self.store.set_allocator(Some(Allocator::new(base, &extra)));
+        Ok(())
+    }
+
+    /// The extents listed by the last commit's redaction list.
+    pub(crate) fn redact_list(&self) -> Result<RedactList> {
+        match &self.committed.redact {
+            Some(p) => RedactList::decode(&self.store.read_plain(Kind::RedactList, p)?, p.offset),
+            None => Ok(RedactList::default()),
+        }
+    }
+
+    fn old_toc(&self, key: &[u8]) -> Result<Option<Record>> {
+        match btree::get(&self.store, Kind::TocNode, &self.committed.toc, key)? {
+            Some(v) => Ok(Some(Record::decode(&v, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn old_var(&self, key: &[u8]) -> Result<Option<VarRecord>> {
+        match btree::get(&self.store, Kind::VarNode, &self.committed.vars, key)? {
+            Some(v) => Ok(Some(VarRecord::decode(&v, 0)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Packed frames whose committed members change: (offset, frame).
+    fn touched_packs(&self) -> Result<BTreeMap<u64, Ptr>> {
+        let mut touched = BTreeMap::new();
+        let check = |old: Option<&Content>, new: Option<&Content>, t: &mut BTreeMap<u64, Ptr>| {
+            if let Some(Content::Packed { frame, .. }) = old {
+                let kept =
+                    matches!(new, Some(Content::Packed { frame: f, .. }) if same_frame(f, frame));
+                if !kept {
+                    t.insert(frame.offset, *frame);
+                }
+            }
+        };
+        for (k, new) in &self.toc {
+            let old = self.old_toc(k)?;
+            check(
+                old.as_ref().map(|r| &r.content),
+                new.as_ref().map(|r| &r.content),
+                &mut touched,
+            );
+        }
+        for (k, new) in &self.vars {
+            let old = self.old_var(k)?;
+            check(
+                old.as_ref().map(|r| &r.content),
+                new.as_ref().map(|r| &r.content),
+                &mut touched,
+            );
+        }
+        Ok(touched)
+    }
+
+    /// Frees or repacks each touched packed frame; returns the frames freed.
+    fn repack(&mut self, touched: BTreeMap<u64, Ptr>) -> Result<Vec<Ptr>> {
+        let mut freed = Vec::new();
+        for frame in touched.into_values() {
+            let start = frame.offset.to_be_bytes().to_vec();
+            let end = (frame.offset + 1).to_be_bytes().to_vec();
+            let mut before = 0usize;
+            let mut unchanged: Vec<(u8, Vec<u8>)> = Vec::new();
+            for item in Cursor::new(
+                &self.store,
+                Kind::PackNode,
+                &self.committed.packs,
+                &start,
+                Some(end),
+            )? {
+                let (k, _) = item?;
+                let (&tag, member) = k[8..]
+                    .split_first()
+                    .ok_or_else(|| Error::corrupt("bad pack reference", frame.offset))?;
+                before += 1;
+                let staged = match tag {
+                    TAG_TOC => self.toc.contains_key(member),
+                    _ => self.vars.contains_key(member),
+                };
+                if !staged {
+                    unchanged.push((tag, member.to_vec()));
+                }
+            }
+            let uses = |c: &Content| matches!(c, Content::Packed { frame: f, .. } if same_frame(f, &frame));
+            let staged_toc: Vec<Vec<u8>> = self
+                .toc
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let staged_var: Vec<Vec<u8>> = self
+                .vars
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let after = unchanged.len() + staged_toc.len() + staged_var.len();
+            if after == before && after > 0 {
+                continue; // only renamed: no member died
+            }
+            freed.push(frame);
+            if after == 0 {
+                continue;
+            }
+            let bytes = self.store.with_frame(&frame, |b| Ok(b.to_vec()))?;
+            let slice = |c: &Content, len: u64| -> Result<Vec<u8>> {
+                match c {
+                    Content::Packed { offset, .. } => bytes
+                        .get(*offset as usize..(*offset as u64 + len) as usize)
+                        .map(<[u8]>::to_vec)
+                        .ok_or_else(|| {
+                            Error::corrupt("packed file beyond its frame", frame.offset)
+                        }),
+                    _ => Err(Error::corrupt(
+                        "pack reference to unpacked content",
+                        frame.offset,
+                    )),
+                }
+            };
+            let mut toc_keys = staged_toc;
+            let mut var_keys = staged_var;
+            for (tag, k) in unchanged {
+                if tag == TAG_TOC {
+                    toc_keys.push(k)
+                } else {
+                    var_keys.push(k)
+                }
+            }
+            for k in toc_keys {
+                let mut r = match self.toc.get(&k) {
+                    Some(Some(r)) => r.clone(),
+                    _ => self.old_toc(&k)?.ok_or_else(|| {
+                        Error::corrupt("pack reference to a missing entry", frame.offset)
+                    })?,
+                };
+                let data = slice(&r.content, r.len)?;
+                r.content = self.store_bytes(Member::Toc(k.clone()), &data)?;
+                self.toc.insert(k, Some(r));
+            }
+            for k in var_keys {
+                let mut r = match self.vars.get(&k) {
+                    Some(Some(r)) => r.clone(),
+                    _ => self.old_var(&k)?.ok_or_else(|| {
+                        Error::corrupt("pack reference to a missing variable", frame.offset)
+                    })?,
+                };
+                let data = slice(&r.content, r.len)?;
+                r.content = self.store_bytes(Member::Var(k.clone()), &data)?;
+                self.vars.insert(k, Some(r));
+            }
+        }
+        Ok(freed)
+    }
+
+    /// A pack this handle wrote earlier whose members partly died since is
+    /// repacked, so its dead bytes are not kept alive by the live ones.
+    fn repack_session_packs(&mut self) -> Result<()> {
+        for frame in std::mem::take(&mut self.session_packs) {
+            let uses = |c: &Content| matches!(c, Content::Packed { frame: f, .. } if same_frame(f, &frame));
+            let toc: Vec<Vec<u8>> = self
+                .toc
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let vars: Vec<Vec<u8>> = self
+                .vars
+                .iter()
+                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            let live: u64 = toc
+                .iter()
+                .filter_map(|k| self.toc.get(k)?.as_ref().map(|r| r.len))
+                .sum::<u64>()
+                + vars
+                    .iter()
+                    .filter_map(|k| self.vars.get(k)?.as_ref().map(|r| r.len))
+                    .sum::<u64>();
+            if live == 0 || live >= frame.raw_len as u64 {
+                continue;
+            }
+            let bytes = self.store.with_frame(&frame, |b| Ok(b.to_vec()))?;
+            let cut = |c: &Content, len: u64| match c {
+                Content::Packed { offset, .. } => bytes
+                    .get(*offset as usize..(*offset as u64 + len) as usize)
+                    .map(<[u8]>::to_vec),
+                _ => None,
+            };
+            for k in toc {
+                let Some(Some(mut r)) = self.toc.get(&k).cloned() else {
+                    continue;
+                };
+                let data = cut(&r.content, r.len)
+                    .ok_or_else(|| Error::corrupt("packed file beyond its frame", frame.offset))?;
+                r.content = self.store_bytes(Member::Toc(k.clone()), &data)?;
+                self.toc.insert(k, Some(r));
+            }
+            for k in vars {
+                let Some(Some(mut r)) = self.vars.get(&k).cloned() else {
+                    continue;
+                };
+                let data = cut(&r.content, r.len)
+                    .ok_or_else(|| Error::corrupt("packed value beyond its frame", frame.offset))?;
+                r.content = self.store_bytes(Member::Var(k.clone()), &data)?;
+                self.vars.insert(k, Some(r));
+            }
+        }
+        Ok(())
+    }
+
+    /// Repacks, writes the open pack, and works out freed regions and the
+    /// pack-reference changes. Runs at the start of a commit.
+    pub(crate) fn plan_space(&mut self) -> Result<SpacePlan> {
+        let touched = self.touched_packs()?;
+        let mut freed_ptrs = self.repack(touched)?;
+        self.repack_session_packs()?;
+        self.flush_pack()?;
+        let written = self.store.take_written();
+        let generation = self.next_gen();
+
+        // What the new state references, among contents that change.
+        let news: Vec<(u8, Vec<u8>, Content, u64)> = self
+            .toc
+            .iter()
+            .filter_map(|(k, r)| {
+                r.as_ref()
+                    .map(|r| (TAG_TOC, k.clone(), r.content.clone(), r.len))
+            })
+            .chain(self.vars.iter().filter_map(|(k, r)| {
+                r.as_ref()
+                    .map(|r| (TAG_VAR, k.clone(), r.content.clone(), r.len))
+            }))
+            .collect();
+        let mut keep: BTreeSet<(u64, [u8; 16])> = BTreeSet::new();
+        let mut session_refs: BTreeSet<u64> = BTreeSet::new();
+        let mut regions = Vec::new();
+        for (_, _, c, len) in &news {
+            match c {
+                Content::Frames { root, .. } => {
+                    keep.insert(root.cache_key());
+                    if root.generation == generation {
+                        regions.clear();
+                        frame_regions(&self.store, c, *len, &mut regions)?;
+                        session_refs.extend(regions.iter().map(|p| p.offset));
+                    }
+                }
+                Content::Packed { frame, .. } if frame.generation == generation => {
+                    session_refs.insert(frame.offset);
+                }
+                _ => {}
+            }
+        }
+
+        // Committed contents the changes drop, and pack references removed.
+        let mut freed: Vec<(u64, u64)> = Vec::new();
+        let mut pack_changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut olds = Vec::new();
+        for k in self.toc.keys() {
+            olds.push((
+                TAG_TOC,
+                k.clone(),
+                self.old_toc(k)?.map(|r| (r.content, r.len)),
+            ));
+        }
+        for k in self.vars.keys() {
+            olds.push((
+                TAG_VAR,
+                k.clone(),
+                self.old_var(k)?.map(|r| (r.content, r.len)),
+            ));
+        }
+        for (tag, k, old) in olds {
+            match old {
+                Some((c @ Content::Frames { .. }, len)) => {
+                    if let Content::Frames { root, .. } = &c {
+                        if !keep.contains(&root.cache_key()) {
+                            regions.clear();
+                            frame_regions(&self.store, &c, len, &mut regions)?;
+                            freed.extend(regions.iter().map(|p| (p.offset, p.len as u64)));
+                        }
+                    }
+                }
+                Some((Content::Packed { frame, .. }, _)) => {
+                    pack_changes.insert(pack_key(&frame, tag, &k), None);
+                }
+                _ => {}
+            }
+        }
+        // Pack references added (after removals: the same key re-added wins).
+        for (tag, k, c, _) in &news {
+            if let Content::Packed { frame, .. } = c {
+                pack_changes.insert(pack_key(frame, *tag, k), Some(Vec::new()));
+            }
+        }
+        let pack_changes: Vec<Change> = pack_changes.into_iter().collect();
+
+        freed.extend(freed_ptrs.drain(..).map(|p| (p.offset, p.len as u64)));
+        // Regions this handle wrote that nothing references.
+        freed.extend(
+            written
+                .into_iter()
+                .filter(|(o, _)| !session_refs.contains(o)),
+        );
+        let plain = self
+            .committed
+            .redact
+            .iter()
+            .map(|p| (p.offset, p.len as u64))
+            .collect();
+        Ok(SpacePlan {
+            freed,
+            plain,
+            pack_changes,
+        })
+    }
+
+    /// Applies the free-space index for this commit: trims a free tail,
+    /// then writes the index from the tail only. Returns the new root and
+    /// the old index pages it frees.
+    pub(crate) fn apply_free_index(
+        &mut self,
+        generation: u64,
+        cap: usize,
+    ) -> Result<(TreeRoot, Vec<Ptr>, u64, u64)> {
+        let tail = self.store.tail();
+        let new_tail = self
+            .store
+            .with_allocator(|a| {
+                let mut t = tail;
+                while let Some(start) = a.trim_tail(t) {
+                    t = start;
+                }
+                t
+            })
+            .unwrap_or(tail);
+        self.store.set_tail(new_tail);
+        let changes = self
+            .store
+            .with_allocator(|a| a.changes())
+            .unwrap_or_default();
+        self.store.set_tail_only(true);
+        let mut a = btree::apply::Applier::new(&self.store, Kind::FreeNode, generation, cap);
+        let r = a.apply(&self.committed.free, &changes);
+        self.store.set_tail_only(false);
+        let root = r?;
+        Ok((root, a.freed, a.pages_written, a.bytes_written))
+    }
+}
