@@ -107,6 +107,12 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The last key slot cannot be removed.
+    #[error(
+        "refusing to remove the last key: the lockbox could never be opened again; add another key first"
+    )]
+    LastKey,
+
     /// An earlier write failed; the handle refuses further changes.
     #[error(
         "an earlier write or sync failed, so this handle refuses further changes; \

@@ -4,10 +4,12 @@
 
 mod btree;
 mod commit;
+mod compact;
 mod crypto;
 mod data;
 mod error;
 mod format;
+mod keyslots;
 mod lockbox;
 mod options;
 mod path;
@@ -18,11 +20,12 @@ mod toc;
 mod vars;
 mod verify;
 
+pub use compact::CompactStats;
 pub use crypto::keys::Key;
 pub use crypto::slots::KdfParams;
 pub use error::{Error, Result};
 pub use lockbox::Lockbox;
-pub use options::{Builder, CommitStats, Profile, VerifyReport};
+pub use options::{Builder, CommitStats, Profile, Progress, VerifyReport};
 pub use storage::backend::IoStats;
 pub use storage::cache::CacheStats;
 pub use toc::{Entry, EntryKind};
@@ -32,6 +35,7 @@ pub use toc::{Entry, EntryKind};
 #[doc(hidden)]
 pub mod testing {
     pub use crate::storage::backend::Backend;
+    pub use crate::verify::Inspection;
 }
 
 /// A `Lockbox` can be shared across threads for reads.

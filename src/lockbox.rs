@@ -53,6 +53,12 @@ pub struct Lockbox {
     pub(crate) other_seq: Option<u64>,
     /// Where the file lives, for `compact`.
     pub(crate) path: Option<std::path::PathBuf>,
+    /// Kept to wrap new key slots; zeroized on drop.
+    pub(crate) master: MasterKey,
+    /// Argon2id parameters for new passphrase slots.
+    pub(crate) kdf: crate::crypto::slots::KdfParams,
+    /// The options this handle was opened with (compaction reuses them).
+    pub(crate) builder: Builder,
     pub(crate) read_only: bool,
     pub(crate) poisoned: bool,
     pub(crate) profile: Profile,
@@ -96,15 +102,6 @@ impl Lockbox {
         fill_random(&mut archive_id)?;
         let master = MasterKey::random()?;
         let slot = Slot::new(&key, b.kdf, &master, &archive_id)?;
-        let path = match &place {
-            Place::File(p) => Some(*p),
-            _ => None,
-        };
-        let backend: Box<dyn Backend> = match place {
-            Place::File(p) => Box::new(FileBackend::create(p)?),
-            Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
-            Place::Backend(be) => be,
-        };
         let header = Header {
             archive_id,
             node_capacity: b.node_capacity,
@@ -114,30 +111,53 @@ impl Lockbox {
             seq: 1,
             slots: vec![slot],
         };
+        Lockbox::initialize(b, place, header, slots, master, 1)
+    }
+
+    /// Writes a new, empty lockbox: header, slot tables, and a first
+    /// commit with sequence `seq`. Removes a new file again on failure.
+    pub(crate) fn initialize(
+        b: Builder,
+        place: Place<'_>,
+        header: Header,
+        slots: SlotTable,
+        master: MasterKey,
+        seq: u64,
+    ) -> Result<Lockbox> {
+        let path = match &place {
+            Place::File(p) => Some(*p),
+            _ => None,
+        };
+        let backend: Box<dyn Backend> = match place {
+            Place::File(p) => Box::new(FileBackend::create(p)?),
+            Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
+            Place::Backend(be) => be,
+        };
         let mut lb = Lockbox::assemble(
             &b,
             backend,
             header,
             slots,
-            &master,
+            master,
             CommitRecord::default(),
             1,
         )?;
         let init = (|| -> Result<()> {
             let be = lb.store.backend();
             be.write_at(0, &lb.header.encode())?;
-            be.write_at(SLOT_TABLES[0], &lb.slots.encode())?;
-            be.write_at(SLOT_TABLES[1], &vec![0u8; TABLE_LEN])?;
+            let table = lb.slots.encode();
+            be.write_at(SLOT_TABLES[0], &table)?;
+            be.write_at(SLOT_TABLES[1], &table)?;
             be.write_at(COMMIT_SLOTS[0], &vec![0u8; (COMMIT_SLOT_LEN * 2) as usize])?;
             be.sync()?;
             lb.committed = CommitRecord {
-                seq: 0,
+                seq: seq - 1,
                 data_end: DATA_START,
                 ..Default::default()
             };
             lb.active_slot = 1;
             lb.write_commit_slot(CommitRecord {
-                seq: 1,
+                seq,
                 data_end: DATA_START,
                 time: now().0,
                 ..Default::default()
@@ -163,13 +183,13 @@ impl Lockbox {
         backend: Box<dyn Backend>,
         header: Header,
         slots: SlotTable,
-        master: &MasterKey,
+        master: MasterKey,
         committed: CommitRecord,
         active_slot: usize,
     ) -> Result<Lockbox> {
         let store = Store::new(
             backend,
-            SubKeys::derive(master),
+            SubKeys::derive(&master),
             header.archive_id,
             b.cache_bytes as usize,
             b.level,
@@ -187,6 +207,9 @@ impl Lockbox {
             session_packs: Vec::new(),
             other_seq: None,
             path: None,
+            master,
+            kdf: b.kdf,
+            builder: b.clone(),
             read_only: b.read_only,
             poisoned: false,
             profile: b.profile,
@@ -231,6 +254,10 @@ impl Lockbox {
                     .ok()
                     .flatten()
             })
+            .collect::<Vec<_>>();
+        let tables_differ = !(slots.len() == 2 && slots[0] == slots[1]);
+        let slots = slots
+            .into_iter()
             .max_by_key(|t| t.seq)
             .ok_or_else(|| Error::corrupt("no valid key slot table", SLOT_TABLES[0]))?;
         // One unwrap attempt per slot. A slot that cannot be tried (KDF
@@ -257,7 +284,7 @@ impl Lockbox {
             backend,
             header,
             slots,
-            &master,
+            master,
             CommitRecord::default(),
             0,
         )?;
@@ -265,6 +292,11 @@ impl Lockbox {
         lb.path = path;
         if !lb.read_only {
             lb.finish_redaction()?;
+            if tables_differ {
+                // A crash cut a key-slot change short: make both copies
+                // the newest, so no older table (and no removed slot) stays.
+                lb.write_slot_tables(lb.slots.clone())?;
+            }
         }
         Ok(lb)
     }
@@ -318,6 +350,9 @@ impl Lockbox {
                     self.other_seq = seqs.iter().find(|(j, _)| *j != i).map(|(_, s)| *s);
                     return Ok(());
                 }
+                // An I/O error says nothing about the slot: falling back to
+                // the older commit would roll back a durable one.
+                Err(e @ Error::Io(_)) => return Err(e),
                 Err(e) => {
                     self.store.clear_cache();
                     last_err = e;

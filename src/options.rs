@@ -167,3 +167,16 @@ pub struct VerifyReport {
     /// Bytes freed by the last commit (zeroed, reusable by the next).
     pub pending_bytes: u64,
 }
+
+/// Progress of a long operation, passed to a callback.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Entries done.
+    pub files: u64,
+    /// Entries in all, when known.
+    pub files_total: Option<u64>,
+    /// Bytes done.
+    pub bytes: u64,
+    /// Bytes in all, when known.
+    pub bytes_total: Option<u64>,
+}

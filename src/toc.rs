@@ -416,7 +416,7 @@ impl Lockbox {
         }
     }
 
-    fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    pub(crate) fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let pending: &[u8] = match r.content {
             Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
             Content::Pending { .. } => {

@@ -30,7 +30,7 @@ impl Lockbox {
         }
     }
 
-    fn var_bytes(&self, r: &VarRecord) -> Result<Vec<u8>> {
+    pub(crate) fn var_bytes(&self, r: &VarRecord) -> Result<Vec<u8>> {
         let len = usize::try_from(r.len)
             .ok()
             .filter(|&l| l <= MAX_VAR_LEN)

@@ -29,6 +29,8 @@ struct Walk<'a> {
     pack_refs: BTreeSet<Vec<u8>>,
     /// Free extents as `(start, end)`.
     free: Vec<(u64, u64)>,
+    /// Plaintexts of every region read, for `inspect`.
+    plaintexts: Option<Vec<Vec<u8>>>,
     report: VerifyReport,
 }
 
@@ -42,6 +44,12 @@ impl Lockbox {
     /// (each byte allocated once, none leaked). Staged changes are not
     /// checked.
     pub fn verify(&self) -> Result<VerifyReport> {
+        Ok(self.walk(false)?.0)
+    }
+
+    /// Verifies, and also returns the reachable spans and (when `collect`)
+    /// the plaintext of every reachable region.
+    fn walk(&self, collect: bool) -> Result<(VerifyReport, Vec<(u64, u64)>, Vec<Vec<u8>>)> {
         let c = &self.committed;
         let mut w = Walk {
             lb: self,
@@ -50,6 +58,7 @@ impl Lockbox {
             packed: BTreeSet::new(),
             pack_refs: BTreeSet::new(),
             free: Vec::new(),
+            plaintexts: collect.then(Vec::new),
             report: VerifyReport {
                 sequence: c.seq,
                 toc_height: c.toc.height,
@@ -73,16 +82,18 @@ impl Lockbox {
         if let Some(p) = &c.redact {
             spans.push((p.offset, p.end()));
             w.report.regions += 1;
-            let list = crate::space::RedactList::decode(
-                &self.store.read_plain(Kind::RedactList, p)?,
-                p.offset,
-            )?;
+            let raw = self.store.read_plain(Kind::RedactList, p)?;
+            let list = crate::space::RedactList::decode(&raw, p.offset)?;
+            if let Some(v) = w.plaintexts.as_mut() {
+                v.push(raw);
+            }
             for (o, l) in list.all() {
                 w.report.pending_bytes += l;
                 spans.push((o, o.saturating_add(l)));
             }
         }
         w.report.free_bytes = w.free.iter().map(|(o, e)| e - o).sum();
+        let reachable: Vec<(u64, u64)> = spans.clone();
         spans.extend(w.free.iter().copied());
         // Reachable regions, free extents and the redaction list tile the
         // data area exactly: nothing overlaps, nothing is lost.
@@ -109,11 +120,18 @@ impl Lockbox {
                 c.data_end,
             ));
         }
-        Ok(w.report)
+        let plaintexts = w.plaintexts.take().unwrap_or_default();
+        Ok((w.report, reachable, plaintexts))
     }
 }
 
 impl Walk<'_> {
+    fn keep(&mut self, raw: &[u8]) {
+        if let Some(v) = self.plaintexts.as_mut() {
+            v.push(raw.to_vec());
+        }
+    }
+
     fn region(&mut self, ptr: &Ptr) {
         self.regions.push((ptr.offset, ptr.end()));
         self.report.regions += 1;
@@ -149,6 +167,7 @@ impl Walk<'_> {
     ) -> Result<u64> {
         self.region(ptr);
         let raw = self.lb.store.read_plain(kind, ptr)?;
+        self.keep(&raw);
         let node = Node::decode(&raw, ptr.offset, level)?;
         let in_range = |k: &[u8]| lo.is_none_or(|lo| k >= lo) && hi.is_none_or(|hi| k < hi);
         match &node {
@@ -236,7 +255,8 @@ impl Walk<'_> {
             return Ok(());
         }
         self.region(ptr);
-        self.lb.store.read_plain(Kind::Frame, ptr)?;
+        let raw = self.lb.store.read_plain(Kind::Frame, ptr)?;
+        self.keep(&raw);
         self.report.data_bytes += ptr.raw_len as u64;
         Ok(())
     }
@@ -304,6 +324,7 @@ impl Walk<'_> {
         }
         self.region(ptr);
         let raw = self.lb.store.read_plain(Kind::FrameIndex, ptr)?;
+        self.keep(&raw);
         let mut r = Reader::new(&raw, "frame index", ptr.offset);
         let count = r.u32()? as u64;
         if count == 0 || count > INDEX_FANOUT || r.remaining() as u64 != count * PTR_LEN as u64 {
@@ -317,5 +338,83 @@ impl Walk<'_> {
             self.index(&child, depth - 1, limit, out)?;
         }
         Ok(())
+    }
+}
+
+/// What [`Lockbox::inspect`] found: for tests that prove redaction.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct Inspection {
+    /// Decrypted plaintext of every region reachable from the commit,
+    /// plus the plaintext of both commit slots.
+    pub plaintexts: Vec<Vec<u8>>,
+    /// Sequence numbers the two commit slots decrypt to (`None`: nothing).
+    pub slot_sequences: [Option<u64>; 2],
+    /// Byte ranges of the data area that no reachable region covers and
+    /// that are not all zeros (nothing there may decrypt to anything).
+    pub unreachable_nonzero: Vec<(u64, u64)>,
+    /// File length and committed end.
+    pub file_len: u64,
+    pub data_end: u64,
+}
+
+impl Lockbox {
+    /// Test-only: decrypts everything reachable with the master key and
+    /// checks that every other byte of the data area is zero.
+    #[doc(hidden)]
+    pub fn inspect(&self) -> Result<Inspection> {
+        use crate::crypto::seal;
+        use crate::format::COMMIT_SLOTS;
+        use crate::format::commit::RECORD_LEN;
+        let (_, mut reachable, mut plaintexts) = self.walk(true)?;
+        let mut slot_sequences = [None, None];
+        for (i, &off) in COMMIT_SLOTS.iter().enumerate() {
+            let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];
+            self.store.backend().read_at(off, &mut buf)?;
+            let aad = seal::aad(
+                self.store.archive_id(),
+                Kind::Commit,
+                off,
+                0,
+                RECORD_LEN as u32,
+            );
+            if let Ok((_, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) {
+                slot_sequences[i] = crate::format::commit::CommitRecord::decode(body, off)
+                    .ok()
+                    .map(|r| r.seq);
+                plaintexts.push(body.to_vec());
+            }
+        }
+        let file_len = self.store.backend().len()?;
+        reachable.sort_unstable();
+        let mut gaps = Vec::new();
+        let mut at = DATA_START;
+        for (s, e) in reachable.into_iter().chain([(file_len, file_len)]) {
+            if s > at {
+                gaps.push((at, s.min(file_len)));
+            }
+            at = at.max(e);
+        }
+        let mut unreachable_nonzero = Vec::new();
+        for (s, e) in gaps {
+            let mut off = s;
+            while off < e {
+                let n = (e - off).min(1 << 20);
+                let mut buf = vec![0u8; n as usize];
+                self.store.backend().read_at(off, &mut buf)?;
+                if let Some(i) = buf.iter().position(|&b| b != 0) {
+                    let j = buf.iter().rposition(|&b| b != 0).unwrap_or(i);
+                    unreachable_nonzero.push((off + i as u64, off + j as u64 + 1));
+                }
+                off += n;
+            }
+        }
+        Ok(Inspection {
+            plaintexts,
+            slot_sequences,
+            unreachable_nonzero,
+            file_len,
+            data_end: self.committed.data_end,
+        })
     }
 }

@@ -44,6 +44,11 @@ impl std::fmt::Debug for Key {
 pub(crate) struct MasterKey(pub(crate) Zeroizing<[u8; 32]>);
 
 impl MasterKey {
+    /// A second copy (for a compacted file, which keeps the same key).
+    pub fn duplicate(&self) -> MasterKey {
+        MasterKey(Zeroizing::new(*self.0))
+    }
+
     pub fn random() -> crate::Result<MasterKey> {
         let mut k = Zeroizing::new([0u8; 32]);
         crate::crypto::seal::fill_random(&mut k[..])?;

@@ -1,0 +1,189 @@
+//! `compact()`: rewrite the live content into a new file next to the old
+//! one, then rename it into place atomically. Key slots, the archive id and
+//! the master key are kept (no passphrase is needed); sequence numbers go
+//! on from the old file's.
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use crate::data::pack::Member;
+use crate::error::{Error, Result};
+use crate::format::entry::{Content, Record, VarRecord};
+use crate::lockbox::{Lockbox, Place};
+use crate::options::Progress;
+use crate::staged::Merged;
+
+/// Staged entries per intermediate commit of the new file (bounds memory).
+const BATCH: usize = 50_000;
+
+/// What [`Lockbox::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// File length before.
+    pub bytes_before: u64,
+    /// File length after.
+    pub bytes_after: u64,
+    /// Entries and variables copied.
+    pub entries: u64,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// Streams one entry's bytes out of a lockbox.
+struct ContentReader<'a> {
+    lb: &'a Lockbox,
+    rec: &'a Record,
+    pos: u64,
+}
+
+impl Read for ContentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self
+            .lb
+            .read_record(self.rec, self.pos, buf)
+            .map_err(std::io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Lockbox {
+    /// Rewrites the lockbox into the smallest file holding its live
+    /// content, atomically (new file, fsync, rename over the old one,
+    /// fsync of the directory). Staged changes are committed first.
+    pub fn compact(&mut self) -> Result<CompactStats> {
+        self.compact_with_progress(|_| {})
+    }
+
+    /// [`compact`](Lockbox::compact), calling `progress` after each entry.
+    pub fn compact_with_progress(
+        &mut self,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<CompactStats> {
+        self.check_writable()?;
+        if self.has_changes() {
+            self.commit()?;
+        }
+        let started = Instant::now();
+        let bytes_before = self.store.backend().len()?;
+        let tmp = self.path.as_ref().map(|p| {
+            let mut name = p.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+            name.push(".compact-tmp");
+            p.with_file_name(name)
+        });
+        if let Some(t) = &tmp {
+            // A leftover from an interrupted compaction is garbage.
+            let _ = std::fs::remove_file(t);
+        }
+        let place = match &tmp {
+            Some(t) => Place::File(t),
+            None => Place::Memory(Vec::new()),
+        };
+        let mut new = Lockbox::initialize(
+            self.builder.clone(),
+            place,
+            self.header.clone(),
+            self.slots.clone(),
+            self.master.duplicate(),
+            self.committed.seq + 1,
+        )?;
+        let copied = self.copy_into(&mut new, &mut progress);
+        let copied = copied.and_then(|n| new.commit().map(|_| n));
+        let entries = match copied {
+            Ok(n) => n,
+            Err(e) => {
+                drop(new);
+                if let Some(t) = &tmp {
+                    let _ = std::fs::remove_file(t);
+                }
+                return Err(e);
+            }
+        };
+        if let (Some(t), Some(p)) = (&tmp, &self.path) {
+            std::fs::rename(t, p)?;
+            crate::storage::file::sync_parent_dir(p)?;
+            new.path = Some(p.clone());
+        }
+        new.set_profile(self.profile);
+        let bytes_after = new.store.backend().len()?;
+        *self = new;
+        Ok(CompactStats {
+            bytes_before,
+            bytes_after,
+            entries,
+            duration: started.elapsed(),
+        })
+    }
+
+    fn copy_into(&self, new: &mut Lockbox, progress: &mut impl FnMut(&Progress)) -> Result<u64> {
+        let frame = self.header.frame_size as u64;
+        let mut p = Progress {
+            files: 0,
+            files_total: Some(self.committed.toc.count + self.committed.vars.count),
+            bytes: 0,
+            bytes_total: None,
+        };
+        for item in self.subtree(&[])? {
+            let (key, mut rec) = item?;
+            rec.content = match &rec.content {
+                Content::Packed { .. } | Content::Frames { .. } if rec.len < frame => {
+                    let mut data = vec![0u8; rec.len as usize];
+                    if self.read_record(&rec, 0, &mut data)? != data.len() {
+                        return Err(Error::corrupt("file shorter than its length", 0));
+                    }
+                    new.store_bytes(Member::Toc(key.clone()), &data)?
+                }
+                Content::Packed { .. } | Content::Frames { .. } => {
+                    let mut r = ContentReader {
+                        lb: self,
+                        rec: &rec,
+                        pos: 0,
+                    };
+                    new.store_reader(Member::Toc(key.clone()), &mut r)?.0
+                }
+                c => c.clone(),
+            };
+            p.bytes += rec.len;
+            new.toc.insert(key, Some(rec));
+            self.tick(new, &mut p, progress)?;
+        }
+        let vars = Merged::new(
+            &self.store,
+            crate::crypto::seal::Kind::VarNode,
+            &self.committed.vars,
+            &self.vars,
+            &[],
+            None,
+            |v, at| VarRecord::decode(v, at),
+        )?;
+        for item in vars {
+            let (key, rec) = item?;
+            let data = self.var_bytes(&rec)?;
+            let content = new.store_bytes(Member::Var(key.clone()), &data)?;
+            p.bytes += rec.len;
+            new.vars.insert(
+                key,
+                Some(VarRecord {
+                    len: rec.len,
+                    content,
+                }),
+            );
+            self.tick(new, &mut p, progress)?;
+        }
+        Ok(p.files)
+    }
+
+    fn tick(
+        &self,
+        new: &mut Lockbox,
+        p: &mut Progress,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Result<()> {
+        p.files += 1;
+        progress(p);
+        if new.toc.len() + new.vars.len() >= BATCH {
+            new.commit()?;
+        }
+        Ok(())
+    }
+}
