@@ -27,7 +27,7 @@ pub const REDACT_MARK: u64 = COMMIT_SLOTS[0] + 2048;
 /// Where sealed regions (pages and frames) begin.
 pub const DATA_START: u64 = 20480;
 /// Default logical capacity of a B-tree node (encoded bytes before compression).
-pub const DEFAULT_NODE_CAPACITY: u32 = 128 * 1024;
+pub const DEFAULT_NODE_CAPACITY: u32 = 32 * 1024;
 /// Smallest node capacity accepted (a test knob goes this low).
 pub const MIN_NODE_CAPACITY: u32 = 1024;
 /// Largest node capacity accepted.
