@@ -61,6 +61,11 @@ impl Lockbox {
         mut progress: impl FnMut(&Progress),
     ) -> Result<CompactStats> {
         self.check_writable()?;
+        if self.custom_backend {
+            return Err(Error::Unsupported(
+                "compact needs a lockbox file or an in-memory lockbox, not a custom backend",
+            ));
+        }
         if self.has_changes() {
             self.commit()?;
         }

@@ -107,6 +107,10 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// The operation is not available for this kind of lockbox.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+
     /// The last key slot cannot be removed.
     #[error(
         "refusing to remove the last key: the lockbox could never be opened again; add another key first"

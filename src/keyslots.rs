@@ -10,18 +10,22 @@ use crate::lockbox::Lockbox;
 
 impl Lockbox {
     /// Writes `table` (with the next sequence number) over both slot-table
-    /// copies: first one, sync, then the other, sync. A crash between the
-    /// two leaves the newer copy valid, and the next writable open copies
-    /// it over the older one.
+    /// copies in turn, syncing after each: first the copy that is not the
+    /// newest, then the other. A crash in between leaves one valid copy of
+    /// either the old or the new table as the newest, never neither; the
+    /// next writable open copies the newest over the other.
     pub(crate) fn write_slot_tables(&mut self, mut table: SlotTable) -> Result<()> {
         table.seq = self.slots.seq.max(table.seq) + 1;
         let bytes = table.encode();
+        let first = 1 - self.newest_table;
         let be = self.store.backend();
-        be.write_at(SLOT_TABLES[0], &bytes)?;
+        be.write_at(SLOT_TABLES[first], &bytes)?;
         be.sync()?;
-        be.write_at(SLOT_TABLES[1], &bytes)?;
-        be.sync()?;
+        self.newest_table = first;
         self.slots = table;
+        let be = self.store.backend();
+        be.write_at(SLOT_TABLES[1 - first], &bytes)?;
+        be.sync()?;
         Ok(())
     }
 

@@ -53,6 +53,10 @@ pub struct Lockbox {
     pub(crate) other_seq: Option<u64>,
     /// Where the file lives, for `compact`.
     pub(crate) path: Option<std::path::PathBuf>,
+    /// Which slot-table copy holds the newest table (written last).
+    pub(crate) newest_table: usize,
+    /// Opened on a caller-supplied backend (no file to compact into).
+    pub(crate) custom_backend: bool,
     /// Kept to wrap new key slots; zeroized on drop.
     pub(crate) master: MasterKey,
     /// Argon2id parameters for new passphrase slots.
@@ -128,6 +132,7 @@ impl Lockbox {
             Place::File(p) => Some(*p),
             _ => None,
         };
+        let custom = matches!(place, Place::Backend(_));
         let backend: Box<dyn Backend> = match place {
             Place::File(p) => Box::new(FileBackend::create(p)?),
             Place::Memory(bytes) => Box::new(MemoryBackend::new(bytes)),
@@ -142,6 +147,7 @@ impl Lockbox {
             CommitRecord::default(),
             1,
         )?;
+        lb.custom_backend = custom;
         let init = (|| -> Result<()> {
             let be = lb.store.backend();
             be.write_at(0, &lb.header.encode())?;
@@ -207,6 +213,8 @@ impl Lockbox {
             session_packs: Vec::new(),
             other_seq: None,
             path: None,
+            newest_table: 0,
+            custom_backend: false,
             master,
             kdf: b.kdf,
             builder: b.clone(),
@@ -219,6 +227,7 @@ impl Lockbox {
     }
 
     pub(crate) fn open_with(b: Builder, place: Place<'_>, key: Key) -> Result<Lockbox> {
+        let custom = matches!(place, Place::Backend(_));
         let path = match &place {
             Place::File(p) => Some(p.to_path_buf()),
             _ => None,
@@ -245,19 +254,24 @@ impl Lockbox {
         }
         let mut tables = vec![0u8; 2 * TABLE_LEN];
         backend.read_at(SLOT_TABLES[0], &mut tables)?;
-        let slots = [0, 1]
-            .into_iter()
-            // A table that fails its checksum or does not parse is skipped:
-            // the other copy may be intact.
-            .filter_map(|i| {
+        // A table that fails its checksum or does not parse is skipped:
+        // the other copy may be intact.
+        let decoded: Vec<Option<SlotTable>> = (0..2)
+            .map(|i| {
                 SlotTable::decode(&tables[i * TABLE_LEN..(i + 1) * TABLE_LEN], SLOT_TABLES[i])
                     .ok()
                     .flatten()
             })
-            .collect::<Vec<_>>();
-        let tables_differ = !(slots.len() == 2 && slots[0] == slots[1]);
-        let slots = slots
+            .collect();
+        let tables_differ = decoded[0] != decoded[1];
+        let newest_table = match (&decoded[0], &decoded[1]) {
+            (Some(a), Some(b)) if b.seq > a.seq => 1,
+            (None, Some(_)) => 1,
+            _ => 0,
+        };
+        let slots = decoded
             .into_iter()
+            .flatten()
             .max_by_key(|t| t.seq)
             .ok_or_else(|| Error::corrupt("no valid key slot table", SLOT_TABLES[0]))?;
         // One unwrap attempt per slot. A slot that cannot be tried (KDF
@@ -290,6 +304,8 @@ impl Lockbox {
         )?;
         lb.load_commit(len)?;
         lb.path = path;
+        lb.newest_table = newest_table;
+        lb.custom_backend = custom;
         if !lb.read_only {
             lb.finish_redaction()?;
             if tables_differ {
