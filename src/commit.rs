@@ -177,7 +177,7 @@ impl Lockbox {
         let mut n = self.put_commit_slot(other, &self.committed.clone())?;
         self.other_seq = Some(self.committed.seq);
         let end = self.committed.data_end;
-        for &(o, l) in &list.zero {
+        for (o, l) in list.all() {
             let l = l.min(end.saturating_sub(o));
             if l > 0 {
                 self.store.zero(o, l)?;

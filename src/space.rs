@@ -75,10 +75,10 @@ fn walk_index(store: &Store, ptr: &Ptr, depth: u8, limit: u64, out: &mut Vec<Ptr
     Ok(())
 }
 
-/// A redaction list: extents a commit freed. `zero` held names or
-/// content and are overwritten with zeros; `plain` held only offsets and
-/// lengths (old free-space index pages, the previous list) and are simply
-/// released.
+/// A redaction list: extents a commit freed, all overwritten with zeros
+/// once the commit is durable. `zero` held names or content; `plain` held
+/// only offsets and lengths (old free-space index pages, the previous
+/// list). Both are zeroed, so every byte outside reachable regions is zero.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedactList {
     pub zero: Vec<(u64, u64)>,

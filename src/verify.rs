@@ -79,6 +79,7 @@ impl Lockbox {
             ));
         }
         let mut spans: Vec<(u64, u64)> = std::mem::take(&mut w.regions);
+        let mut pending: Vec<(u64, u64)> = Vec::new();
         if let Some(p) = &c.redact {
             spans.push((p.offset, p.end()));
             w.report.regions += 1;
@@ -87,13 +88,12 @@ impl Lockbox {
             if let Some(v) = w.plaintexts.as_mut() {
                 v.push(raw);
             }
-            for (o, l) in list.all() {
-                w.report.pending_bytes += l;
-                spans.push((o, o.saturating_add(l)));
-            }
+            pending = list.all().map(|(o, l)| (o, o.saturating_add(l))).collect();
         }
-        w.report.free_bytes = w.free.iter().map(|(o, e)| e - o).sum();
         let reachable: Vec<(u64, u64)> = spans.clone();
+        w.report.pending_bytes = pending.iter().map(|(o, e)| e - o).sum();
+        spans.extend(pending);
+        w.report.free_bytes = w.free.iter().map(|(o, e)| e - o).sum();
         spans.extend(w.free.iter().copied());
         // Reachable regions, free extents and the redaction list tile the
         // data area exactly: nothing overlaps, nothing is lost.
