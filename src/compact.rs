@@ -159,7 +159,7 @@ impl Lockbox {
             &self.vars,
             &[],
             None,
-            |v, at| VarRecord::decode(v, at),
+            VarRecord::decode,
         )?;
         for item in vars {
             let (key, rec) = item?;

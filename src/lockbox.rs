@@ -472,11 +472,11 @@ impl Lockbox {
         members.dedup();
         let mut live: Vec<(Member, u32, u64)> = Vec::new();
         for m in members {
-            if let Some(&mut Content::Pending { pack_id, offset }) = self.content_mut(&m) {
-                if pack_id == id {
-                    let len = self.member_len(&m);
-                    live.push((m, offset, len));
-                }
+            if let Some(&mut Content::Pending { pack_id, offset }) = self.content_mut(&m)
+                && pack_id == id
+            {
+                let len = self.member_len(&m);
+                live.push((m, offset, len));
             }
         }
         live.sort_by_key(|(_, off, _)| *off);

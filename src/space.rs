@@ -444,12 +444,12 @@ impl Lockbox {
         for (tag, k, old) in olds {
             match old {
                 Some((c @ Content::Frames { .. }, len)) => {
-                    if let Content::Frames { root, .. } = &c {
-                        if !keep.contains(&root.cache_key()) {
-                            regions.clear();
-                            frame_regions(&self.store, &c, len, &mut regions)?;
-                            freed.extend(regions.iter().map(|p| (p.offset, p.len as u64)));
-                        }
+                    if let Content::Frames { root, .. } = &c
+                        && !keep.contains(&root.cache_key())
+                    {
+                        regions.clear();
+                        frame_regions(&self.store, &c, len, &mut regions)?;
+                        freed.extend(regions.iter().map(|p| (p.offset, p.len as u64)));
                     }
                 }
                 Some((Content::Packed { frame, .. }, _)) => {

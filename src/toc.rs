@@ -35,7 +35,7 @@ pub struct Entry {
     pub target: Option<String>,
 }
 
-fn entry(path: String, r: &Record) -> Entry {
+pub(crate) fn entry(path: String, r: &Record) -> Entry {
     let target = match (&r.kind, &r.content) {
         (EntryKind::Symlink, Content::Inline(b)) => Some(String::from_utf8_lossy(b).into_owned()),
         _ => None,
@@ -54,7 +54,7 @@ fn decode_record(v: &[u8], at: u64) -> Result<Record> {
     Record::decode(v, at)
 }
 
-fn key_path(key: &[u8]) -> Result<String> {
+pub(crate) fn key_path(key: &[u8]) -> Result<String> {
     from_key(key).ok_or_else(|| Error::corrupt("invalid path in the table of contents", 0))
 }
 
@@ -105,7 +105,7 @@ impl Lockbox {
     }
 
     /// Fails unless every ancestor of `key` is a directory or absent.
-    fn check_parents(&self, key: &[u8]) -> Result<()> {
+    pub(crate) fn check_parents(&self, key: &[u8]) -> Result<()> {
         for anc in ancestors(key) {
             if let Some(r) = self.lookup(anc)?
                 && r.kind != EntryKind::Dir
@@ -117,7 +117,7 @@ impl Lockbox {
     }
 
     /// Checks that a file or symlink may be stored at `key`.
-    fn check_file_slot(&self, key: &[u8], path: &str) -> Result<()> {
+    pub(crate) fn check_file_slot(&self, key: &[u8], path: &str) -> Result<()> {
         self.check_parents(key)?;
         let is_dir = match self.lookup(key)? {
             Some(r) => r.kind == EntryKind::Dir,
@@ -189,7 +189,7 @@ impl Lockbox {
         Ok((w.finish(&self.store)?, total))
     }
 
-    fn stage(&mut self, key: Vec<u8>, record: Record) {
+    pub(crate) fn stage(&mut self, key: Vec<u8>, record: Record) {
         self.toc.insert(key, Some(record));
     }
 

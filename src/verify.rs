@@ -20,6 +20,9 @@ use crate::path::from_key;
 use crate::space::pack_key;
 use crate::storage::alloc::decode_extent;
 
+/// A verification's report, reachable spans, and (when collected) plaintexts.
+type Walked = (VerifyReport, Vec<(u64, u64)>, Vec<Vec<u8>>);
+
 struct Walk<'a> {
     lb: &'a Lockbox,
     regions: Vec<(u64, u64)>,
@@ -49,7 +52,7 @@ impl Lockbox {
 
     /// Verifies, and also returns the reachable spans and (when `collect`)
     /// the plaintext of every reachable region.
-    fn walk(&self, collect: bool) -> Result<(VerifyReport, Vec<(u64, u64)>, Vec<Vec<u8>>)> {
+    fn walk(&self, collect: bool) -> Result<Walked> {
         let c = &self.committed;
         let mut w = Walk {
             lb: self,
@@ -266,10 +269,10 @@ impl Walk<'_> {
     fn content(&mut self, c: &Content, len: u64, leaf: &Ptr) -> Result<()> {
         let at = leaf.offset;
         let newer = |p: &Ptr| p.generation > leaf.generation;
-        if let Content::Packed { frame: p, .. } | Content::Frames { root: p, .. } = c {
-            if newer(p) {
-                return Err(Error::corrupt("content newer than its leaf", p.offset));
-            }
+        if let Content::Packed { frame: p, .. } | Content::Frames { root: p, .. } = c
+            && newer(p)
+        {
+            return Err(Error::corrupt("content newer than its leaf", p.offset));
         }
         match c {
             Content::Empty | Content::Inline(_) => Ok(()),

@@ -71,12 +71,12 @@ impl Allocator {
         if len == 0 {
             return;
         }
-        if let Some((&poff, &plen)) = self.free.range(..off).next_back() {
-            if poff + plen == off {
-                self.remove_raw(poff);
-                off = poff;
-                len += plen;
-            }
+        if let Some((&poff, &plen)) = self.free.range(..off).next_back()
+            && poff + plen == off
+        {
+            self.remove_raw(poff);
+            off = poff;
+            len += plen;
         }
         if let Some(&nlen) = self.free.get(&(off + len)) {
             self.remove_raw(off + len);

@@ -1,0 +1,413 @@
+//! `add_path`: import a file or a directory tree.
+//!
+//! The walk is depth-first in name order, one directory at a time, so
+//! memory is bounded by one directory's listing and one batch of small
+//! files, not by the tree. Small files of a batch are read on worker
+//! threads (reading many small files is bound by system calls, so both
+//! cores issue them), then packed in order by the single writer; large
+//! files stream through `put_reader`'s path, whose frames are compressed
+//! and sealed in parallel. Symlinks are stored, never followed.
+
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::data::pack::Member;
+use crate::error::{Error, Result};
+use crate::format::entry::{Content, EntryKind, MAX_TARGET, Record};
+use crate::lockbox::Lockbox;
+use crate::options::Progress;
+use crate::path::{normalize, to_key};
+
+/// Small files read together by the worker threads.
+const BATCH_FILES: usize = 256;
+/// Bytes of small files read together.
+const BATCH_BYTES: u64 = 8 << 20;
+
+/// How `add_path` treats what it cannot store.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct ImportOptions {
+    /// Fail on the first unreadable file or non-UTF-8 name instead of
+    /// skipping it and reporting it in [`ImportStats::skipped`].
+    pub fail_on_skip: bool,
+}
+
+/// A source entry that was not imported, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The source path.
+    pub path: PathBuf,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// What `add_path` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    /// Regular files stored.
+    pub files: u64,
+    /// Directories stored (empty ones included).
+    pub dirs: u64,
+    /// Symlinks stored.
+    pub symlinks: u64,
+    /// File bytes stored (before compression).
+    pub bytes: u64,
+    /// Entries not imported: unreadable files, non-UTF-8 or invalid names,
+    /// special files (devices, sockets, FIFOs).
+    pub skipped: Vec<Skipped>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+fn mode_of(meta: &Metadata) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o7777
+    }
+    #[cfg(not(unix))]
+    {
+        if meta.is_dir() {
+            0o755
+        } else if meta.permissions().readonly() {
+            0o444
+        } else {
+            0o644
+        }
+    }
+}
+
+fn mtime_of(meta: &Metadata) -> (i64, u32) {
+    match meta.modified() {
+        Ok(t) => match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as i64, d.subsec_nanos()),
+            Err(e) => {
+                let d = e.duration();
+                let (s, n) = (d.as_secs() as i64, d.subsec_nanos());
+                if n == 0 {
+                    (-s, 0)
+                } else {
+                    (-s - 1, 1_000_000_000 - n)
+                }
+            }
+        },
+        Err(_) => (0, 0),
+    }
+}
+
+fn record(kind: EntryKind, meta: &Metadata, len: u64, content: Content) -> Record {
+    let (mtime, mtime_nanos) = mtime_of(meta);
+    Record {
+        kind,
+        mode: mode_of(meta),
+        mtime,
+        mtime_nanos,
+        len,
+        content,
+    }
+}
+
+/// One small file read by a worker.
+struct Loaded {
+    key: Vec<u8>,
+    meta: Metadata,
+    data: std::io::Result<Vec<u8>>,
+    source: PathBuf,
+}
+
+fn read_exact_len(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    // Allocated once at the known length; one more byte detects growth.
+    let mut buf = Vec::with_capacity(len as usize + 1);
+    (&mut f).take(len + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > len {
+        // The file grew since it was listed: take all of it.
+        f.read_to_end(&mut buf)?;
+    }
+    Ok(buf)
+}
+
+/// Reads `batch` on up to two scoped threads, keeping order.
+fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
+    let load = |(key, source, meta): (Vec<u8>, PathBuf, Metadata)| {
+        let data = read_exact_len(&source, meta.len());
+        Loaded {
+            key,
+            meta,
+            data,
+            source,
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if threads < 2 || batch.len() < 8 {
+        return batch.into_iter().map(load).collect();
+    }
+    let per = batch.len().div_ceil(threads);
+    let mut groups = Vec::new();
+    let mut it = batch.into_iter();
+    loop {
+        let g: Vec<_> = it.by_ref().take(per).collect();
+        if g.is_empty() {
+            break;
+        }
+        groups.push(g);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|g| s.spawn(move || g.into_iter().map(load).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+struct Importer<'a, F: FnMut(&Progress)> {
+    opts: &'a ImportOptions,
+    stats: ImportStats,
+    progress: F,
+    done: Progress,
+    batch: Vec<(Vec<u8>, PathBuf, Metadata)>,
+    batch_bytes: u64,
+}
+
+impl<F: FnMut(&Progress)> Importer<'_, F> {
+    fn skip(&mut self, path: &Path, reason: impl Into<String>) -> Result<()> {
+        let reason = reason.into();
+        if self.opts.fail_on_skip {
+            return Err(Error::Io(std::io::Error::other(format!(
+                "{}: {reason}",
+                path.display()
+            ))));
+        }
+        self.stats.skipped.push(Skipped {
+            path: path.to_path_buf(),
+            reason,
+        });
+        Ok(())
+    }
+
+    fn tick(&mut self, bytes: u64) {
+        self.done.files += 1;
+        self.done.bytes += bytes;
+        (self.progress)(&self.done);
+    }
+}
+
+/// `dest` joined with `name`, as a validated archive path.
+fn child_path(dest: &str, name: &std::ffi::OsStr) -> std::result::Result<String, String> {
+    let name = name.to_str().ok_or("name is not valid UTF-8")?;
+    let p = if dest.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dest}/{name}")
+    };
+    normalize(&p, false).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+impl Lockbox {
+    /// Imports a file, or a directory's contents, under the directory
+    /// `dest` (`""`: the root): `add_path("src", "code")` stores
+    /// `src/a.rs` as `code/a.rs`; a single file keeps its name below
+    /// `dest`. Keeps modes, modification times, symlinks (stored, never
+    /// followed) and empty directories. What cannot be stored is reported
+    /// in [`ImportStats::skipped`].
+    pub fn add_path(&mut self, src: impl AsRef<Path>, dest: &str) -> Result<ImportStats> {
+        self.add_path_with(src, dest, &ImportOptions::default(), |_| {})
+    }
+
+    /// [`add_path`](Lockbox::add_path) with options and a progress
+    /// callback, called after each entry (files and bytes so far).
+    pub fn add_path_with(
+        &mut self,
+        src: impl AsRef<Path>,
+        dest: &str,
+        opts: &ImportOptions,
+        progress: impl FnMut(&Progress),
+    ) -> Result<ImportStats> {
+        let started = Instant::now();
+        let src = src.as_ref();
+        let dest = normalize(dest, true)?.to_string();
+        let mut imp = Importer {
+            opts,
+            stats: ImportStats::default(),
+            progress,
+            done: Progress::default(),
+            batch: Vec::new(),
+            batch_bytes: 0,
+        };
+        self.guarded(|lb| {
+            if !dest.is_empty() {
+                lb.mkdir(&dest)?;
+            }
+            let meta = fs::symlink_metadata(src)?;
+            if meta.is_dir() {
+                lb.import_tree(src, &dest, &mut imp)?;
+            } else {
+                let name = src.file_name().ok_or_else(|| Error::InvalidPath {
+                    path: src.display().to_string(),
+                    reason: "source has no file name",
+                })?;
+                match child_path(&dest, name) {
+                    Ok(p) => lb.import_entry(src, &p, meta, &mut imp)?,
+                    Err(reason) => imp.skip(src, reason)?,
+                }
+                lb.flush_batch(&mut imp)?;
+            }
+            Ok(())
+        })?;
+        imp.stats.duration = started.elapsed();
+        Ok(imp.stats)
+    }
+
+    fn import_tree<F: FnMut(&Progress)>(
+        &mut self,
+        root: &Path,
+        dest: &str,
+        imp: &mut Importer<'_, F>,
+    ) -> Result<()> {
+        // Pre-order, names sorted: a stack of directories still to list.
+        let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), dest.to_string())];
+        while let Some((dir, at)) = stack.pop() {
+            let mut names: Vec<(std::ffi::OsString, PathBuf)> = match fs::read_dir(&dir) {
+                Ok(rd) => rd
+                    .filter_map(|e| e.ok())
+                    .map(|e| (e.file_name(), e.path()))
+                    .collect(),
+                Err(e) => {
+                    imp.skip(&dir, format!("cannot list directory: {e}"))?;
+                    continue;
+                }
+            };
+            names.sort();
+            let mut subdirs = Vec::new();
+            for (name, path) in names {
+                let p = match child_path(&at, &name) {
+                    Ok(p) => p,
+                    Err(reason) => {
+                        imp.skip(&path, reason)?;
+                        continue;
+                    }
+                };
+                let meta = match fs::symlink_metadata(&path) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        imp.skip(&path, e.to_string())?;
+                        continue;
+                    }
+                };
+                if meta.is_dir() {
+                    self.stage_dir(&p, &meta)?;
+                    imp.stats.dirs += 1;
+                    imp.tick(0);
+                    subdirs.push((path, p));
+                } else {
+                    self.import_entry(&path, &p, meta, imp)?;
+                }
+            }
+            // Files of this directory before its subdirectories' files.
+            self.flush_batch(imp)?;
+            stack.extend(subdirs.into_iter().rev());
+        }
+        Ok(())
+    }
+
+    fn stage_dir(&mut self, p: &str, meta: &Metadata) -> Result<()> {
+        let key = to_key(p);
+        self.check_parents(&key)?;
+        match self.lookup(&key)? {
+            Some(r) if r.kind != EntryKind::Dir => return Err(Error::AlreadyExists(p.to_string())),
+            _ => {}
+        }
+        self.stage(key, record(EntryKind::Dir, meta, 0, Content::Empty));
+        Ok(())
+    }
+
+    fn import_entry<F: FnMut(&Progress)>(
+        &mut self,
+        src: &Path,
+        p: &str,
+        meta: Metadata,
+        imp: &mut Importer<'_, F>,
+    ) -> Result<()> {
+        let key = to_key(p);
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let target = match fs::read_link(src) {
+                Ok(t) => t,
+                Err(e) => return imp.skip(src, format!("cannot read symlink: {e}")),
+            };
+            let Some(target) = target
+                .to_str()
+                .filter(|t| !t.is_empty() && t.len() <= MAX_TARGET && !t.contains('\0'))
+            else {
+                return imp.skip(src, "symlink target is not valid UTF-8 or too long");
+            };
+            self.check_file_slot(&key, p)?;
+            let t = target.as_bytes().to_vec();
+            self.stage(
+                key,
+                record(
+                    EntryKind::Symlink,
+                    &meta,
+                    t.len() as u64,
+                    Content::Inline(t),
+                ),
+            );
+            imp.stats.symlinks += 1;
+            imp.tick(0);
+            return Ok(());
+        }
+        if !ft.is_file() {
+            return imp.skip(src, "not a regular file, directory or symlink");
+        }
+        self.check_file_slot(&key, p)?;
+        let small = meta.len() < self.header.frame_size as u64 / 2;
+        if small {
+            imp.batch_bytes += meta.len();
+            imp.batch.push((key, src.to_path_buf(), meta));
+            if imp.batch.len() >= BATCH_FILES || imp.batch_bytes >= BATCH_BYTES {
+                self.flush_batch(imp)?;
+            }
+            return Ok(());
+        }
+        let mut f = match File::open(src) {
+            Ok(f) => f,
+            Err(e) => return imp.skip(src, format!("cannot open: {e}")),
+        };
+        let (content, len) = self.store_reader(Member::Toc(key.clone()), &mut f)?;
+        self.stage(key, record(EntryKind::File, &meta, len, content));
+        imp.stats.files += 1;
+        imp.stats.bytes += len;
+        imp.tick(len);
+        Ok(())
+    }
+
+    fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
+        let batch = std::mem::take(&mut imp.batch);
+        imp.batch_bytes = 0;
+        for l in read_batch(batch) {
+            let data = match l.data {
+                Ok(d) => d,
+                Err(e) => {
+                    imp.skip(&l.source, format!("cannot read: {e}"))?;
+                    continue;
+                }
+            };
+            let content = self.store_bytes(Member::Toc(l.key.clone()), &data)?;
+            let len = data.len() as u64;
+            self.stage(l.key, record(EntryKind::File, &l.meta, len, content));
+            imp.stats.files += 1;
+            imp.stats.bytes += len;
+            imp.tick(len);
+        }
+        Ok(())
+    }
+}

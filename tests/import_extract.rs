@@ -1,0 +1,210 @@
+//! add_path and extract_to_directory end to end: a generated tree is
+//! imported, extracted, and compared with the source.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::Path;
+
+use lockbox::{Error, ExtractOptions, Key, Lockbox};
+
+#[derive(Debug, PartialEq, Eq)]
+enum Node {
+    File(Vec<u8>, u32),
+    Dir,
+    Link(String),
+}
+
+fn snapshot(root: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+            let m = fs::symlink_metadata(&p).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    Node::Link(fs::read_link(&p).unwrap().to_str().unwrap().to_string()),
+                );
+            } else if m.is_dir() {
+                out.insert(rel, Node::Dir);
+                stack.push(p);
+            } else {
+                out.insert(
+                    rel,
+                    Node::File(fs::read(&p).unwrap(), m.permissions().mode() & 0o777),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn content(i: usize) -> Vec<u8> {
+    let len = match i % 7 {
+        0 => 0,
+        1 => 1,
+        2 => 100,
+        3 => 3000,
+        4 => 20_000,
+        5 => 70_000,
+        _ => 500,
+    };
+    (0..len).map(|j| ((i * 31 + j * 7) % 251) as u8).collect()
+}
+
+fn make_tree(root: &Path, files: usize) {
+    for i in 0..files {
+        let dir = root.join(format!("d{}/s{}", i % 13, i % 5));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(format!("f{i}.txt"));
+        // Duplicate content every 10th file.
+        let data = if i % 10 == 0 { content(3) } else { content(i) };
+        fs::write(&p, data).unwrap();
+        let mode = if i % 4 == 0 { 0o755 } else { 0o644 };
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fs::create_dir_all(root.join("empty/inner")).unwrap();
+    symlink("s0/f0.txt", root.join("d0/link-inside")).unwrap();
+    symlink("../d1", root.join("d0/link-dir")).unwrap();
+}
+
+#[test]
+fn tree_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src, 3000);
+    let mut lb = Lockbox::builder()
+        .create_in_memory(Key::raw([5; 32]))
+        .unwrap();
+    let st = lb.add_path(&src, "").unwrap();
+    assert_eq!(st.files, 3000);
+    assert_eq!(st.symlinks, 2);
+    assert!(st.skipped.is_empty(), "{:?}", st.skipped);
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert!(lb.stat("empty/inner").unwrap().is_some());
+
+    let out = tmp.path().join("out");
+    let es = lb
+        .extract_to_directory(&out, &ExtractOptions::default())
+        .unwrap();
+    assert_eq!(es.files, 3000);
+    assert_eq!(snapshot(&src), snapshot(&out));
+
+    // A prefix, into an existing directory, with mtimes.
+    let out2 = tmp.path().join("out2");
+    fs::create_dir(&out2).unwrap();
+    lb.extract_to_directory(
+        &out2,
+        &ExtractOptions::default().prefix("d1").restore_mtimes(true),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(out2.join("s1/f1.txt")).unwrap(),
+        fs::read(src.join("d1/s1/f1.txt")).unwrap()
+    );
+    let a = fs::metadata(out2.join("s1/f1.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let b = fs::metadata(src.join("d1/s1/f1.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(a, b);
+
+    // In memory.
+    let mut n = 0;
+    lb.extract_all("", |e, bytes| {
+        if e.kind == lockbox::EntryKind::File {
+            assert_eq!(bytes.len() as u64, e.len);
+            n += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(n, 3000);
+}
+
+#[test]
+fn escaping_symlink_refused_and_nothing_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lb = Lockbox::builder()
+        .create_in_memory(Key::raw([5; 32]))
+        .unwrap();
+    lb.put("a/file", b"x").unwrap();
+    lb.symlink("a/evil", "../../outside").unwrap();
+    lb.commit().unwrap();
+    let out = tmp.path().join("out");
+    let err = lb
+        .extract_to_directory(&out, &ExtractOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidPath { .. }), "{err:?}");
+    assert!(!out.exists());
+    assert_eq!(
+        fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "staging directory left behind"
+    );
+    lb.extract_to_directory(
+        &out,
+        &ExtractOptions::default().allow_escaping_symlinks(true),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read_link(out.join("a/evil")).unwrap().to_str(),
+        Some("../../outside")
+    );
+}
+
+#[test]
+fn existing_symlink_in_destination_is_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let dest = tmp.path().join("dest");
+    fs::create_dir(&dest).unwrap();
+    symlink(&outside, dest.join("a")).unwrap();
+    let mut lb = Lockbox::builder()
+        .create_in_memory(Key::raw([5; 32]))
+        .unwrap();
+    lb.put("a/file", b"x").unwrap();
+    lb.commit().unwrap();
+    assert!(
+        lb.extract_to_directory(&dest, &ExtractOptions::default())
+            .is_err()
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote through a symlink"
+    );
+}
+
+#[test]
+fn limits_leave_no_partial_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut lb = Lockbox::builder()
+        .create_in_memory(Key::raw([5; 32]))
+        .unwrap();
+    for i in 0..50 {
+        lb.put(&format!("d/f{i}"), &vec![7u8; 1000]).unwrap();
+    }
+    lb.commit().unwrap();
+    for opts in [
+        ExtractOptions::default().limits(10, u64::MAX, u64::MAX),
+        ExtractOptions::default().limits(u64::MAX, 999, u64::MAX),
+        ExtractOptions::default().limits(u64::MAX, u64::MAX, 20_000),
+    ] {
+        let out = tmp.path().join("out");
+        let err = lb.extract_to_directory(&out, &opts).unwrap_err();
+        assert!(matches!(err, Error::LimitExceeded { .. }), "{err:?}");
+        assert!(!out.exists());
+    }
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
