@@ -11,14 +11,16 @@
 use std::time::Instant;
 
 use crate::btree::apply::{Applier, Change};
+use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
 use crate::error::{Error, Result};
-use crate::format::REDACT_MARK;
 use crate::format::commit::CommitRecord;
 use crate::format::entry::{Content, Record, VarRecord};
+use crate::format::{REDACT_DIRTY, REDACT_MARK};
 use crate::lockbox::{Lockbox, now};
 use crate::options::CommitStats;
 use crate::space::{RedactList, merge_extents};
+use crate::storage::alloc::decode_extent;
 
 impl Lockbox {
     /// Makes every staged change durable and visible, atomically: new
@@ -190,6 +192,7 @@ impl Lockbox {
         }
         be.write_at(REDACT_MARK, &self.committed.seq.to_le_bytes())?;
         be.sync()?;
+        self.store.set_clean();
         Ok(n)
     }
 
@@ -199,12 +202,28 @@ impl Lockbox {
     pub(crate) fn finish_redaction(&mut self) -> Result<()> {
         let mut mark = [0u8; 8];
         self.store.backend().read_at(REDACT_MARK, &mut mark)?;
-        let done = u64::from_le_bytes(mark) == self.committed.seq
-            && self.other_seq == Some(self.committed.seq);
+        let mark = u64::from_le_bytes(mark);
+        let done = mark == self.committed.seq && self.other_seq == Some(self.committed.seq);
         if done {
+            let be = self.store.backend();
+            if be.len()? > self.committed.data_end {
+                // Pages of a commit that never reached its commit point.
+                be.set_len(self.committed.data_end)?;
+                be.sync()?;
+            }
             return Ok(());
         }
-        let list = self.redact_list()?;
+        let mut list = self.redact_list()?;
+        if mark == REDACT_DIRTY {
+            // A writer used free space and stopped before committing or
+            // rolling back: any free extent may hold its bytes.
+            for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
+                let (k, v) = item?;
+                let e = decode_extent(&k, &v)
+                    .ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
+                list.zero.push(e);
+            }
+        }
         self.redact(&list)?;
         Ok(())
     }
@@ -235,10 +254,25 @@ impl Lockbox {
             if be.len()? > end {
                 be.set_len(end)?;
             }
+            if self.store.is_dirty() {
+                be.sync()?;
+                be.write_at(REDACT_MARK, &self.committed.seq.to_le_bytes())?;
+                self.store.set_clean();
+            }
             be.sync()
         })();
         if r.is_err() {
             self.poisoned = true;
+        }
+    }
+}
+
+impl Drop for Lockbox {
+    /// Dropping a handle with staged changes rolls them back, so bytes it
+    /// wrote into free space are zeroed again.
+    fn drop(&mut self) {
+        if !self.read_only && !self.poisoned && (self.has_changes() || self.store.is_dirty()) {
+            self.rollback();
         }
     }
 }

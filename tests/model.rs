@@ -1,13 +1,20 @@
 //! Model test: seeded random operation sequences against an in-memory
 //! reference (committed and staged state), checking the whole visible state
 //! after every operation. A small proptest variant shrinks failures.
+//!
+//! Besides the file and variable operations, sequences `compact()` and add
+//! and remove raw keys (`add_key`/`remove_key`, key ids 5..=9; the lockbox is
+//! created with id 7): the reference keeps the multiset of key slots, a
+//! reopen uses a key that still has a slot (and first checks that a removed
+//! key is refused), and `verify()` runs after every commit and compaction.
 
 mod common;
 
 use common::*;
-use lockbox::{Entry, EntryKind, Error};
+use lockbox::{Entry, EntryKind, Error, Key, Lockbox};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::PathBuf;
 
 const COMPS: [&str; 5] = ["a", "b", "c", "a-x", "d.txt"];
 const VARS: [&str; 4] = ["v", "v2", "alpha", "z.var"];
@@ -117,6 +124,9 @@ enum Op {
     Commit,
     Rollback,
     Reopen,
+    Compact,
+    AddKey(u8),
+    RemoveKey(u8),
 }
 
 impl fmt::Debug for Op {
@@ -133,6 +143,9 @@ impl fmt::Debug for Op {
             Op::Commit => write!(f, "commit()"),
             Op::Rollback => write!(f, "rollback()"),
             Op::Reopen => write!(f, "reopen"),
+            Op::Compact => write!(f, "compact()"),
+            Op::AddKey(k) => write!(f, "add_key(raw #{k})"),
+            Op::RemoveKey(k) => write!(f, "remove_key(raw #{k})"),
         }
     }
 }
@@ -276,7 +289,9 @@ fn expect(st: &State, op: &Op) -> Expect {
             let had = n.vars.remove(name).is_some();
             Expect::Ok(n, Ret::Bool(had))
         }
-        Op::Commit | Op::Rollback | Op::Reopen => unreachable!(),
+        Op::Commit | Op::Rollback | Op::Reopen | Op::Compact | Op::AddKey(_) | Op::RemoveKey(_) => {
+            unreachable!()
+        }
     }
 }
 
@@ -298,11 +313,117 @@ impl std::io::Read for Trickle<'_> {
 }
 
 // ---------------------------------------------------------------------------
+// A harness that tracks key slots
+// ---------------------------------------------------------------------------
+
+/// Raw key ids the generator uses; the lockbox is created with `INITIAL_KEY`.
+const KEY_IDS: [u8; 5] = [5, 6, 7, 8, 9];
+const INITIAL_KEY: u8 = 7;
+const MAX_SLOTS: usize = 16;
+
+fn raw(id: u8) -> Key {
+    Key::raw([id; 32])
+}
+
+/// Like `common::Harness`, but reopens with a key that still has a slot.
+struct KHarness {
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    lb: Option<Lockbox>,
+    /// Key slots by raw key id (a key added twice has two slots).
+    slots: BTreeMap<u8, usize>,
+    /// Ids that had a slot once and have none now.
+    removed: BTreeSet<u8>,
+}
+
+impl KHarness {
+    fn create(backend: Backend) -> Self {
+        let (dir, path, lb) = match backend {
+            Backend::File => {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let path = dir.path().join("test.lbox");
+                let lb = Lockbox::create(&path, raw(INITIAL_KEY)).expect("Lockbox::create");
+                (Some(dir), path, lb)
+            }
+            Backend::Memory => {
+                let lb = Lockbox::builder()
+                    .create_in_memory(raw(INITIAL_KEY))
+                    .expect("create_in_memory");
+                (None, PathBuf::new(), lb)
+            }
+        };
+        KHarness {
+            backend,
+            _dir: dir,
+            path,
+            lb: Some(lb),
+            slots: BTreeMap::from([(INITIAL_KEY, 1)]),
+            removed: BTreeSet::new(),
+        }
+    }
+
+    fn lb(&self) -> &Lockbox {
+        self.lb.as_ref().expect("lockbox handle")
+    }
+
+    fn lb_mut(&mut self) -> &mut Lockbox {
+        self.lb.as_mut().expect("lockbox handle")
+    }
+
+    fn slot_count(&self) -> usize {
+        self.slots.values().sum()
+    }
+
+    /// Drops the handle and opens the durable state again with a key that
+    /// has a slot (`pick` chooses which); a removed key is refused first.
+    fn reopen(&mut self, pick: u64) -> Result<(), String> {
+        let lb = self.lb.take().expect("lockbox handle");
+        let live: Vec<u8> = self.slots.keys().copied().collect();
+        let k = live[pick as usize % live.len()];
+        let dead = self.removed.iter().next().copied();
+        let open = |img: Option<Vec<u8>>, id: u8| -> lockbox::Result<Lockbox> {
+            match img {
+                None => Lockbox::open(&self.path, raw(id)),
+                Some(img) => Lockbox::builder().open_bytes(img, raw(id)),
+            }
+        };
+        let img = match self.backend {
+            Backend::File => None,
+            Backend::Memory => Some(lb.image().map_err(|e| format!("image(): {e:?}"))?),
+        };
+        drop(lb);
+        if let Some(d) = dead {
+            match open(img.clone(), d) {
+                Err(Error::WrongKey) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "open with removed key #{d}: {e:?}, expected WrongKey"
+                    ));
+                }
+                Ok(_) => return Err(format!("open with removed key #{d} succeeded")),
+            }
+        }
+        let lb = open(img, k).map_err(|e| format!("reopen with key #{k}: {e:?}"))?;
+        if lb.key_count() != self.slot_count() {
+            return Err(format!(
+                "key_count() {} after reopen, reference {} ({:?})",
+                lb.key_count(),
+                self.slot_count(),
+                self.slots
+            ));
+        }
+        self.lb = Some(lb);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Runner
 // ---------------------------------------------------------------------------
 
 struct Runner {
-    h: Harness,
+    h: KHarness,
     committed: State,
     staged: State,
     log: Vec<String>,
@@ -317,7 +438,7 @@ struct Runner {
 impl Runner {
     fn new(backend: Backend, label: String, verify_every_commit: bool, seed: u64) -> Self {
         Runner {
-            h: Harness::create(backend),
+            h: KHarness::create(backend),
             committed: State::default(),
             staged: State::default(),
             log: Vec::new(),
@@ -357,9 +478,30 @@ impl Runner {
         panic!("{msg}\n{}", self.ctx())
     }
 
+    /// `verify()`, and the redaction invariants `inspect()` reports: both
+    /// commit slots hold the current commit, and every byte outside the
+    /// reachable regions is zero.
     fn verify(&self) {
-        if let Err(e) = self.h.lb().verify() {
+        let lb = self.h.lb();
+        if let Err(e) = lb.verify() {
             self.fail(format!("verify() failed: {e:?}"));
+        }
+        let insp = match lb.inspect() {
+            Ok(i) => i,
+            Err(e) => self.fail(format!("inspect() failed: {e:?}")),
+        };
+        if insp.slot_sequences != [Some(lb.sequence()); 2] {
+            self.fail(format!(
+                "commit slots hold {:?}, sequence {}",
+                insp.slot_sequences,
+                lb.sequence()
+            ));
+        }
+        if !insp.unreachable_nonzero.is_empty() {
+            self.fail(format!(
+                "non-zero bytes outside every reachable region: {:?}",
+                insp.unreachable_nonzero
+            ));
         }
     }
 
@@ -386,15 +528,138 @@ impl Runner {
                 }
             }
             Op::Reopen => {
-                self.h.reopen();
+                let pick = self.check_rng.next_u64();
+                if let Err(e) = self.h.reopen(pick) {
+                    self.fail(e);
+                }
                 self.staged = self.committed.clone();
                 if self.h.lb().has_changes() {
                     self.fail("has_changes() is true right after reopen".into());
                 }
             }
+            Op::Compact => self.compact(),
+            Op::AddKey(k) => self.add_key(*k),
+            Op::RemoveKey(k) => self.remove_key(*k),
             _ => self.mutate(&op),
         }
         self.check();
+    }
+
+    fn compact(&mut self) {
+        let before = self.h.lb().sequence();
+        let r = self.h.lb_mut().compact();
+        let outcome = match &r {
+            Ok(_) => "Ok".to_string(),
+            Err(e) => format!("Err({})", err_name(e)),
+        };
+        *self
+            .tally
+            .entry(format!("compact -> {outcome}"))
+            .or_default() += 1;
+        if let Err(e) = r {
+            self.fail(format!("compact failed: {e:?}"));
+        }
+        // staged changes are committed first
+        self.committed = self.staged.clone();
+        if self.h.lb().has_changes() {
+            self.fail("has_changes() is true right after compact".into());
+        }
+        if self.h.lb().sequence() <= before {
+            self.fail(format!(
+                "sequence {} after compact, {before} before",
+                self.h.lb().sequence()
+            ));
+        }
+        if self.h.lb().key_count() != self.h.slot_count() {
+            self.fail(format!(
+                "key_count() {} after compact, reference {:?}",
+                self.h.lb().key_count(),
+                self.h.slots
+            ));
+        }
+        if self.h.backend == Backend::File {
+            let dir = self.h.path.parent().unwrap();
+            let names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            if names != ["test.lbox"] {
+                self.fail(format!(
+                    "files next to the archive after compact: {names:?}"
+                ));
+            }
+        }
+        self.verify();
+    }
+
+    fn key_outcome(&mut self, name: &str, r: &lockbox::Result<()>) {
+        let outcome = match r {
+            Ok(_) => "Ok".to_string(),
+            Err(Error::LastKey) => "Err(LastKey)".to_string(),
+            Err(e) => format!("Err({})", err_name(e)),
+        };
+        if let Some(l) = self.log.last_mut() {
+            l.push_str(&format!(" -> {outcome}"));
+        }
+        *self
+            .tally
+            .entry(format!("{name} -> {outcome}"))
+            .or_default() += 1;
+    }
+
+    fn check_key_count(&self, op: &str) {
+        let got = self.h.lb().key_count();
+        if got != self.h.slot_count() {
+            self.fail(format!(
+                "key_count() {got} after {op}, reference {} ({:?})",
+                self.h.slot_count(),
+                self.h.slots
+            ));
+        }
+    }
+
+    fn add_key(&mut self, k: u8) {
+        let full = self.h.slot_count() >= MAX_SLOTS;
+        let dup = self.h.slots.contains_key(&k);
+        let r = self.h.lb_mut().add_key(raw(k));
+        self.key_outcome("add_key", &r);
+        match r {
+            Ok(()) if full => self.fail(format!("add_key(#{k}) succeeded with {MAX_SLOTS} slots")),
+            Ok(()) => {
+                *self.h.slots.entry(k).or_default() += 1;
+                self.h.removed.remove(&k);
+            }
+            Err(Error::LimitExceeded { .. }) if full => {}
+            // a second slot for the same key: unspecified, either way
+            Err(e) if dup && !matches!(e, Error::Io(_) | Error::Poisoned) => {}
+            Err(e) => self.fail(format!("add_key(#{k}) failed: {e:?}")),
+        }
+        self.check_key_count("add_key");
+    }
+
+    fn remove_key(&mut self, k: u8) {
+        let has = self.h.slots.get(&k).copied().unwrap_or(0) > 0;
+        let last = self.h.slot_count() == 1;
+        let r = self.h.lb_mut().remove_key(&raw(k));
+        self.key_outcome("remove_key", &r);
+        match (r, has, last) {
+            (Ok(()), true, false) => {
+                let n = self.h.slots.get_mut(&k).unwrap();
+                *n -= 1;
+                if *n == 0 {
+                    self.h.slots.remove(&k);
+                    self.h.removed.insert(k);
+                }
+            }
+            (Err(Error::WrongKey), false, _) => {}
+            (Err(Error::LastKey), true, true) => {}
+            (r, _, _) => self.fail(format!(
+                "remove_key(#{k}) gave {:?}; reference slots {:?}",
+                r.map_err(|e| err_name(&e)),
+                self.h.slots
+            )),
+        }
+        self.check_key_count("remove_key");
     }
 
     fn mutate(&mut self, op: &Op) {
@@ -708,7 +973,10 @@ fn random_data(rng: &mut XorShift) -> Vec<u8> {
 }
 
 fn gen_op(rng: &mut XorShift, st: &State) -> Op {
-    match rng.below(100) {
+    match rng.below(108) {
+        100..=101 => Op::Compact,
+        102..=104 => Op::AddKey(*rng.pick(&KEY_IDS)),
+        105..=107 => Op::RemoveKey(*rng.pick(&KEY_IDS)),
         0..=21 => Op::Put(some_path(rng, st), random_data(rng)),
         22..=28 => Op::PutReader(some_path(rng, st), random_data(rng)),
         29..=40 => {
@@ -747,7 +1015,8 @@ fn run_seed(seed: u64, ops: usize) -> BTreeMap<String, usize> {
     } else {
         Backend::Memory
     };
-    let verify = seed.is_multiple_of(10);
+    // verify() after every commit and compaction, in every sequence
+    let verify = true;
     let mut rng = XorShift::new(seed);
     let mut r = Runner::new(backend, format!("seed {seed}"), verify, seed);
     r.check();
@@ -857,6 +1126,54 @@ fn directed_rules() {
     }
 }
 
+/// Key slots and compaction against the reference: the slot limit, the last
+/// key, duplicate keys, reopening after the initial key is gone, compaction
+/// with staged changes and after key changes.
+#[test]
+fn directed_keys_and_compact() {
+    for backend in [Backend::File, Backend::Memory] {
+        let mut r = Runner::new(backend, "directed keys".into(), true, 2);
+        let mut script = vec![
+            Op::Put("a/b".into(), b"one".to_vec()),
+            Op::SetVar("v".into(), b"1".to_vec()),
+            Op::RemoveKey(7), // LastKey
+            Op::RemoveKey(5), // WrongKey
+            Op::Commit,
+            Op::AddKey(5),
+            Op::Put("a/c".into(), content(3, 5000)),
+            Op::Compact, // commits the staged put
+            Op::RemoveKey(7),
+            Op::Reopen,    // with #5; #7 refused first
+            Op::AddKey(5), // a second slot for the same key
+            Op::RemoveKey(5),
+            Op::Reopen,
+            Op::RemoveKey(5), // LastKey, or WrongKey if the duplicate was refused
+        ];
+        // fill up to the limit
+        for _ in 0..16 {
+            script.push(Op::AddKey(6));
+        }
+        script.extend([
+            Op::AddKey(8), // LimitExceeded
+            Op::Put("big".into(), content(4, 200_000)),
+            Op::Delete("a".into()),
+            Op::Compact,
+            Op::Reopen,
+            Op::RemoveKey(6),
+            Op::AddKey(8),
+            Op::Rollback, // does not undo key changes
+            Op::Reopen,
+            Op::Compact,
+            Op::Compact,
+            Op::Reopen,
+        ]);
+        for op in script {
+            r.step(op);
+        }
+        eprintln!("[model] directed keys ({backend:?}): {:?}", r.tally);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // proptest variant (shrinks to a minimal failing sequence)
 // ---------------------------------------------------------------------------
@@ -869,7 +1186,10 @@ mod prop {
         let p = u[i % u.len()].clone();
         let q = u[j % u.len()].clone();
         let data = content(n as u64, (n % 300) as usize);
-        match kind % 12 {
+        match kind % 15 {
+            12 => Op::Compact,
+            13 => Op::AddKey(KEY_IDS[j % KEY_IDS.len()]),
+            14 => Op::RemoveKey(KEY_IDS[i % KEY_IDS.len()]),
             0 | 1 => Op::Put(p, data),
             2 => Op::PutReader(p, data),
             3 => Op::Delete(p),
@@ -894,7 +1214,7 @@ mod prop {
         #[test]
         fn model_proptest(ops in proptest::collection::vec((any::<u8>(), 0usize..155, 0usize..155, any::<u16>()), 1..30)) {
             let u = universe();
-            let mut r = Runner::new(Backend::Memory, "proptest".into(), false, 5);
+            let mut r = Runner::new(Backend::Memory, "proptest".into(), true, 5);
             for (k, i, j, n) in ops {
                 r.step(to_op(k, i, j, n, &u));
             }

@@ -24,6 +24,10 @@ pub const COMMIT_SLOT_LEN: u64 = 4096;
 /// Only a hint: a missing or wrong value makes the next writer redo the
 /// redaction, which is idempotent.
 pub const REDACT_MARK: u64 = COMMIT_SLOTS[0] + 2048;
+/// Value of the mark while free space may hold bytes written after the
+/// last commit (a writer took free space and has not committed or rolled
+/// back): an open then zeroes all free space again.
+pub const REDACT_DIRTY: u64 = 0;
 /// Where sealed regions (pages and frames) begin.
 pub const DATA_START: u64 = 20480;
 /// Default logical capacity of a B-tree node (encoded bytes before compression).

@@ -52,6 +52,11 @@ impl Allocator {
         Some(len)
     }
 
+    /// Whether any free extent exists.
+    pub fn has_free(&self) -> bool {
+        !self.free.is_empty()
+    }
+
     /// Best fit: the smallest extent of at least `len` bytes.
     pub fn alloc(&mut self, len: u64) -> Option<u64> {
         if len == 0 {

@@ -65,6 +65,9 @@ pub struct Store {
     cache_frames: AtomicBool,
     alloc: Mutex<Option<Allocator>>,
     tail_only: AtomicBool,
+    /// Whether the dirty mark is on disk (free space may hold uncommitted
+    /// bytes since the last commit or rollback).
+    dirty: AtomicBool,
     /// Regions written since `take_written` was last called.
     written: Mutex<Vec<(u64, u64)>>,
     pub level: i32,
@@ -95,6 +98,7 @@ impl Store {
             cache_frames: AtomicBool::new(false),
             alloc: Mutex::new(None),
             tail_only: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
             written: Mutex::new(Vec::new()),
             level,
         }
@@ -174,11 +178,26 @@ impl Store {
     /// Places `lens` regions: one contiguous run from free space if one
     /// fits, else each region on its own (free space or the tail). Returns
     /// the offsets and whether they form one run.
-    fn place(&self, lens: &[u64]) -> (Vec<u64>, bool) {
+    fn place(&self, lens: &[u64]) -> Result<(Vec<u64>, bool)> {
         let total: u64 = lens.iter().sum();
         let mut alloc = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
         let tail_only = self.tail_only.load(Ordering::Relaxed);
         let mut offsets = Vec::with_capacity(lens.len());
+        let free_space = alloc.as_ref().is_some_and(|a| a.has_free()) && !tail_only;
+        if free_space && !self.dirty.swap(true, Ordering::AcqRel) {
+            // Before the first write into free space since the last commit:
+            // note durably that free space may now hold uncommitted bytes,
+            // so an open after a crash zeroes it again.
+            let mark = crate::format::REDACT_DIRTY.to_le_bytes();
+            if let Err(e) = self
+                .backend
+                .write_at(crate::format::REDACT_MARK, &mark)
+                .and_then(|()| self.backend.sync())
+            {
+                self.dirty.store(false, Ordering::Release);
+                return Err(e);
+            }
+        }
         let run_start = match alloc.as_mut() {
             Some(a) if !tail_only => a.alloc(total),
             _ => None,
@@ -188,7 +207,7 @@ impl Store {
                 offsets.push(at);
                 at += l;
             }
-            return (offsets, true);
+            return Ok((offsets, true));
         }
         let mut contiguous = true;
         let mut tail = self.tail();
@@ -209,7 +228,7 @@ impl Store {
             }
         }
         self.set_tail(tail);
-        (offsets, contiguous)
+        Ok((offsets, contiguous))
     }
 
     fn write_prepared(
@@ -219,7 +238,7 @@ impl Store {
         mut prepared: Vec<Prepared>,
     ) -> Result<Vec<Ptr>> {
         let lens: Vec<u64> = prepared.iter().map(|p| p.sealed_len() as u64).collect();
-        let (offsets, contiguous) = self.place(&lens);
+        let (offsets, contiguous) = self.place(&lens)?;
         let cipher = cipher_for(&self.keys, kind);
         let id = self.archive_id;
         let work: Vec<(&mut Prepared, u64)> =
@@ -257,6 +276,16 @@ impl Store {
             self.backend.write_at(offsets[0], &run)?;
         }
         Ok(ptrs)
+    }
+
+    /// Whether free space may hold uncommitted bytes (see `place`).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// The clean mark was written: free space holds only zeros again.
+    pub fn set_clean(&self) {
+        self.dirty.store(false, Ordering::Release);
     }
 
     /// The regions written since the last call, as `(offset, len)`.
