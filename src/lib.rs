@@ -34,13 +34,10 @@ pub use storage::backend::IoStats;
 pub use storage::cache::CacheStats;
 pub use toc::{Entry, EntryKind};
 
-/// Internals exposed for the crate's own crash, fault-injection and fuzz
-/// tests. Not part of the stable API.
+/// Internals exposed for the crate's own crash, fault-injection, hostile
+/// archive and fuzz tests. Not part of the stable API.
 #[doc(hidden)]
-pub mod testing {
-    pub use crate::storage::backend::Backend;
-    pub use crate::verify::Inspection;
-}
+pub mod testing;
 
 /// A `Lockbox` can be shared across threads for reads.
 const _: () = {
