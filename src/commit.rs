@@ -50,6 +50,8 @@ impl Lockbox {
         stats.bytes_written += self
             .write_commit_slot(rec)
             .inspect_err(|_| self.poisoned = true)?;
+        // Durable: this commit's allocations are no longer the session's.
+        self.store.with_allocator(|a| a.session.clear());
         self.toc.clear();
         self.vars.clear();
         self.session_packs.clear();
@@ -190,8 +192,11 @@ impl Lockbox {
         if be.len()? > end {
             be.set_len(end)?;
         }
-        be.write_at(REDACT_MARK, &self.committed.seq.to_le_bytes())?;
         be.sync()?;
+        // Only once the zeros are durable may the mark say so. It is not
+        // synced here: if it is lost, the next writable open redoes this
+        // (idempotent); the next write into free space syncs it anyway.
+        be.write_at(REDACT_MARK, &self.committed.seq.to_le_bytes())?;
         self.store.set_clean();
         Ok(n)
     }
@@ -236,6 +241,12 @@ impl Lockbox {
         self.pack.discard();
         self.session_packs.clear();
         self.store.take_written();
+        if self.poisoned {
+            // After a failed write nothing on disk is touched: the last
+            // durable commit (perhaps newer than this handle thinks, after
+            // `RedactionPending`) is for the next open to recover.
+            return;
+        }
         let used = self
             .store
             .with_allocator(|a| std::mem::take(&mut a.session))

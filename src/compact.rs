@@ -104,14 +104,22 @@ impl Lockbox {
                 return Err(e);
             }
         };
+        let mut dir_sync = Ok(());
         if let (Some(t), Some(p)) = (&tmp, &self.path) {
-            std::fs::rename(t, p)?;
-            crate::storage::file::sync_parent_dir(p)?;
+            if let Err(e) = std::fs::rename(t, p) {
+                drop(new);
+                let _ = std::fs::remove_file(t);
+                return Err(Error::Io(e));
+            }
+            // From here the new file is in place: switch to it whatever
+            // happens, so later commits go where the path points.
             new.path = Some(p.clone());
+            dir_sync = crate::storage::file::sync_parent_dir(p);
         }
         new.set_profile(self.profile);
         let bytes_after = new.store.backend().len()?;
         *self = new;
+        dir_sync?;
         Ok(CompactStats {
             bytes_before,
             bytes_after,

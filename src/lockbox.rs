@@ -525,6 +525,14 @@ impl Lockbox {
     pub fn set_profile(&mut self, profile: Profile) {
         self.profile = profile;
         self.store.set_cache_frames(profile.caches_frames());
+        // Bulk imports group small files into larger frames: better
+        // compression, at the price of decoding more to read one of them.
+        let frame = self.header.frame_size as usize;
+        self.pack.target = if profile == Profile::BulkImport {
+            frame * 4
+        } else {
+            frame
+        };
     }
 
     /// Cache hits, misses and bytes held.

@@ -17,7 +17,9 @@ pub enum Profile {
     /// Mixed reads and writes (default): metadata cached, frames decoded per read.
     #[default]
     Interactive,
-    /// Large imports: new file data goes straight to disk and is not cached.
+    /// Large imports: new file data goes straight to disk and is never
+    /// cached (RSS stays bounded however much is imported), and small files
+    /// are grouped into frames four times larger for better compression.
     BulkImport,
     /// Repeated reads: decoded frames are kept in the bounded cache, so
     /// reads of nearby ranges skip decryption and decompression.

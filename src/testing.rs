@@ -27,7 +27,11 @@ fn kind_of(k: u8) -> Result<Kind> {
         3 => Kind::Frame,
         4 => Kind::FrameIndex,
         7 => Kind::PackNode,
-        _ => return Err(Error::Unsupported("testing::seal: kind must be 1, 2, 3, 4 or 7")),
+        _ => {
+            return Err(Error::Unsupported(
+                "testing::seal: kind must be 1, 2, 3, 4 or 7",
+            ));
+        }
     })
 }
 
@@ -52,9 +56,19 @@ pub fn seal(lb: &mut Lockbox, kind: u8, plaintext: &[u8]) -> Result<[u8; 40]> {
 pub type Root = ([u8; 40], u32, u64);
 
 fn decode_root(r: Option<Root>) -> Result<TreeRoot> {
-    let Some((p, height, count)) = r else { return Ok(TreeRoot::default()) };
-    let ptr = Ptr::decode(&mut crate::format::bytes::Reader::new(&p, "test pointer", 0))?;
-    Ok(TreeRoot { root: Some(ptr), height, count })
+    let Some((p, height, count)) = r else {
+        return Ok(TreeRoot::default());
+    };
+    let ptr = Ptr::decode(&mut crate::format::bytes::Reader::new(
+        &p,
+        "test pointer",
+        0,
+    ))?;
+    Ok(TreeRoot {
+        root: Some(ptr),
+        height,
+        count,
+    })
 }
 
 /// Commits a record whose TOC and variable roots are the given ones

@@ -15,7 +15,7 @@ use crate::format::node::Node;
 use crate::format::ptr::{PTR_LEN, Ptr};
 use crate::format::{DATA_START, INDEX_FANOUT, MAX_TREE_HEIGHT};
 use crate::lockbox::Lockbox;
-use crate::options::VerifyReport;
+use crate::options::{Progress, VerifyReport};
 use crate::path::from_key;
 use crate::space::pack_key;
 use crate::storage::alloc::decode_extent;
@@ -34,6 +34,8 @@ struct Walk<'a> {
     free: Vec<(u64, u64)>,
     /// Plaintexts of every region read, for `inspect`.
     plaintexts: Option<Vec<Vec<u8>>>,
+    progress: &'a mut dyn FnMut(&Progress),
+    done: Progress,
     report: VerifyReport,
 }
 
@@ -47,12 +49,21 @@ impl Lockbox {
     /// (each byte allocated once, none leaked). Staged changes are not
     /// checked.
     pub fn verify(&self) -> Result<VerifyReport> {
-        Ok(self.walk(false)?.0)
+        Ok(self.walk(false, &mut |_| {})?.0)
+    }
+
+    /// [`verify`](Lockbox::verify), calling `progress` after each entry
+    /// (entries and data bytes checked so far, and the entry total).
+    pub fn verify_with_progress(
+        &self,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<VerifyReport> {
+        Ok(self.walk(false, &mut progress)?.0)
     }
 
     /// Verifies, and also returns the reachable spans and (when `collect`)
     /// the plaintext of every reachable region.
-    fn walk(&self, collect: bool) -> Result<Walked> {
+    fn walk(&self, collect: bool, progress: &mut dyn FnMut(&Progress)) -> Result<Walked> {
         let c = &self.committed;
         let mut w = Walk {
             lb: self,
@@ -62,6 +73,11 @@ impl Lockbox {
             pack_refs: BTreeSet::new(),
             free: Vec::new(),
             plaintexts: collect.then(Vec::new),
+            progress,
+            done: Progress {
+                files_total: Some(c.toc.count + c.vars.count),
+                ..Default::default()
+            },
             report: VerifyReport {
                 sequence: c.seq,
                 toc_height: c.toc.height,
@@ -218,7 +234,14 @@ impl Walk<'_> {
         }
     }
 
+    fn tick(&mut self) {
+        self.done.files += 1;
+        self.done.bytes = self.report.data_bytes;
+        (self.progress)(&self.done);
+    }
+
     fn toc_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
+        self.tick();
         let at = leaf.offset;
         if from_key(key).is_none() {
             return Err(Error::corrupt("invalid path in the table of contents", at));
@@ -234,6 +257,7 @@ impl Walk<'_> {
     }
 
     fn var_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
+        self.tick();
         let at = leaf.offset;
         if std::str::from_utf8(key).is_err() {
             return Err(Error::corrupt("variable name is not UTF-8", at));
@@ -369,7 +393,7 @@ impl Lockbox {
         use crate::crypto::seal;
         use crate::format::COMMIT_SLOTS;
         use crate::format::commit::RECORD_LEN;
-        let (_, mut reachable, mut plaintexts) = self.walk(true)?;
+        let (_, mut reachable, mut plaintexts) = self.walk(true, &mut |_| {})?;
         let mut slot_sequences = [None, None];
         for (i, &off) in COMMIT_SLOTS.iter().enumerate() {
             let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];

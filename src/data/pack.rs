@@ -20,7 +20,7 @@ pub struct Pack {
     pub id: u64,
     pub buf: Vec<u8>,
     pub members: Vec<Member>,
-    target: usize,
+    pub target: usize,
 }
 
 impl Pack {
