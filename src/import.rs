@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, MAX_TARGET, Record};
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
+use crate::par::par_map_owned;
 use crate::path::{normalize, to_key};
 
 /// Small files read together by the worker threads.
@@ -129,9 +130,9 @@ fn read_exact_len(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Reads `batch` on up to two scoped threads, keeping order.
+/// Reads `batch` on the scoped worker threads, keeping order.
 fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
-    let load = |(key, source, meta): (Vec<u8>, PathBuf, Metadata)| {
+    par_map_owned(batch, |(key, source, meta)| {
         let data = read_exact_len(&source, meta.len());
         Loaded {
             key,
@@ -139,32 +140,6 @@ fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
             data,
             source,
         }
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    if threads < 2 || batch.len() < 8 {
-        return batch.into_iter().map(load).collect();
-    }
-    let per = batch.len().div_ceil(threads);
-    let mut groups = Vec::new();
-    let mut it = batch.into_iter();
-    loop {
-        let g: Vec<_> = it.by_ref().take(per).collect();
-        if g.is_empty() {
-            break;
-        }
-        groups.push(g);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|g| s.spawn(move || g.into_iter().map(load).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
     })
 }
 

@@ -14,6 +14,7 @@ mod import;
 mod keyslots;
 mod lockbox;
 mod options;
+mod par;
 mod path;
 mod space;
 mod staged;

@@ -317,23 +317,33 @@ impl Lockbox {
         Ok(lb)
     }
 
+    /// Reads commit slot `i`: its record and plaintext, or `None` if it does
+    /// not authenticate or decode (never written, torn, damaged). An I/O
+    /// error is an error.
+    pub(crate) fn read_commit_slot(&self, i: usize) -> Result<Option<(CommitRecord, Vec<u8>)>> {
+        let off = COMMIT_SLOTS[i];
+        let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];
+        self.store.backend().read_at(off, &mut buf)?;
+        let aad = seal::aad(
+            self.store.archive_id(),
+            Kind::Commit,
+            off,
+            0,
+            RECORD_LEN as u32,
+        );
+        let Ok((0, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) else {
+            return Ok(None);
+        };
+        Ok(CommitRecord::decode(body, off)
+            .ok()
+            .map(|r| (r, body.to_vec())))
+    }
+
     /// Picks the newest commit slot that authenticates and whose roots read.
     fn load_commit(&mut self, file_len: u64) -> Result<()> {
         let mut candidates = Vec::new();
-        for (i, &off) in COMMIT_SLOTS.iter().enumerate() {
-            let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];
-            self.store.backend().read_at(off, &mut buf)?;
-            let aad = seal::aad(
-                self.store.archive_id(),
-                Kind::Commit,
-                off,
-                0,
-                RECORD_LEN as u32,
-            );
-            let Ok((0, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) else {
-                continue;
-            };
-            if let Ok(rec) = CommitRecord::decode(body, off) {
+        for i in 0..COMMIT_SLOTS.len() {
+            if let Some((rec, _)) = self.read_commit_slot(i)? {
                 candidates.push((rec, i));
             }
         }

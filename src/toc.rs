@@ -197,44 +197,40 @@ impl Lockbox {
 
     /// Creates or replaces the file at `path` with `data`.
     pub fn put(&mut self, path: &str, data: &[u8]) -> Result<()> {
-        self.guarded(|lb| {
-            let p = normalize(path, false)?;
-            let key = to_key(p);
-            lb.check_file_slot(&key, p)?;
-            let content = lb.store_bytes(Member::Toc(key.clone()), data)?;
-            let (mtime, nanos) = now();
-            lb.stage(
-                key,
-                Record {
-                    kind: EntryKind::File,
-                    mode: 0o644,
-                    mtime,
-                    mtime_nanos: nanos,
-                    len: data.len() as u64,
-                    content,
-                },
-            );
-            Ok(())
+        self.put_with(path, |lb, member| {
+            Ok((lb.store_bytes(member, data)?, data.len() as u64))
         })
+        .map(|_| ())
     }
 
     /// Creates or replaces the file at `path` with everything `reader`
     /// yields, streaming: memory stays bounded whatever the size. Returns
     /// the number of bytes stored.
     pub fn put_reader(&mut self, path: &str, mut reader: impl Read) -> Result<u64> {
+        self.put_with(path, |lb, member| lb.store_reader(member, &mut reader))
+    }
+
+    /// Checks `path`, stores the content `store` writes, and stages a file
+    /// record (mode 0644, mtime now). Returns the length.
+    fn put_with(
+        &mut self,
+        path: &str,
+        store: impl FnOnce(&mut Self, Member) -> Result<(Content, u64)>,
+    ) -> Result<u64> {
         self.guarded(|lb| {
             let p = normalize(path, false)?;
             let key = to_key(p);
             lb.check_file_slot(&key, p)?;
-            let (content, len) = lb.store_reader(Member::Toc(key.clone()), &mut reader)?;
-            let (mtime, nanos) = now();
+            let (content, len) = store(lb, Member::Toc(key.clone()))?;
+            let (mtime, mtime_nanos) = now();
+            let kind = EntryKind::File;
             lb.stage(
                 key,
                 Record {
-                    kind: EntryKind::File,
+                    kind,
                     mode: 0o644,
                     mtime,
-                    mtime_nanos: nanos,
+                    mtime_nanos,
                     len,
                     content,
                 },

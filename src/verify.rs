@@ -390,26 +390,12 @@ impl Lockbox {
     /// checks that every other byte of the data area is zero.
     #[doc(hidden)]
     pub fn inspect(&self) -> Result<Inspection> {
-        use crate::crypto::seal;
-        use crate::format::COMMIT_SLOTS;
-        use crate::format::commit::RECORD_LEN;
         let (_, mut reachable, mut plaintexts) = self.walk(true, &mut |_| {})?;
         let mut slot_sequences = [None, None];
-        for (i, &off) in COMMIT_SLOTS.iter().enumerate() {
-            let mut buf = vec![0u8; seal::OVERHEAD + RECORD_LEN];
-            self.store.backend().read_at(off, &mut buf)?;
-            let aad = seal::aad(
-                self.store.archive_id(),
-                Kind::Commit,
-                off,
-                0,
-                RECORD_LEN as u32,
-            );
-            if let Ok((_, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) {
-                slot_sequences[i] = crate::format::commit::CommitRecord::decode(body, off)
-                    .ok()
-                    .map(|r| r.seq);
-                plaintexts.push(body.to_vec());
+        for (i, seq) in slot_sequences.iter_mut().enumerate() {
+            if let Some((rec, body)) = self.read_commit_slot(i)? {
+                *seq = Some(rec.seq);
+                plaintexts.push(body);
             }
         }
         let file_len = self.store.backend().len()?;

@@ -17,6 +17,7 @@ use crate::format::bytes::{Put, Reader};
 use crate::format::node::Node;
 use crate::format::ptr::{PTR_LEN, Ptr};
 use crate::format::{DATA_START, INDEX_FANOUT};
+use crate::par::{par_map, par_map_owned};
 
 /// Largest sealed region or uncompressed length accepted when reading.
 pub const MAX_REGION: u32 = 32 * 1024 * 1024;
@@ -481,54 +482,4 @@ impl Store {
         SCRATCH.with(|s| s.borrow_mut().memo = None);
         self.open_with(ptr, kind, |raw| Ok(raw.to_vec()))
     }
-}
-
-/// Maps `f` over `items` on up to `available_parallelism` scoped threads.
-fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
-    if threads <= 1 {
-        return items.iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
-fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
-    if threads <= 1 {
-        return items.into_iter().map(f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    let mut groups: Vec<Vec<T>> = Vec::new();
-    let mut it = items.into_iter();
-    loop {
-        let g: Vec<T> = it.by_ref().take(chunk).collect();
-        if g.is_empty() {
-            break;
-        }
-        groups.push(g);
-    }
-    std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .into_iter()
-            .map(|g| s.spawn(|| g.into_iter().map(&f).collect::<Vec<R>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
 }
