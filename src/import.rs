@@ -80,6 +80,20 @@ fn mode_of(meta: &Metadata) -> u32 {
     }
 }
 
+/// Device and inode of a file, where the platform has them.
+fn file_id(meta: &Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
 fn mtime_of(meta: &Metadata) -> (i64, u32) {
     match meta.modified() {
         Ok(t) => match t.duration_since(SystemTime::UNIX_EPOCH) {
@@ -145,6 +159,8 @@ fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
 
 struct Importer<'a, F: FnMut(&Progress)> {
     opts: &'a ImportOptions,
+    /// The lockbox's own file (device, inode), never imported into itself.
+    own_file: Option<(u64, u64)>,
     stats: ImportStats,
     progress: F,
     done: Progress,
@@ -210,8 +226,14 @@ impl Lockbox {
         let started = Instant::now();
         let src = src.as_ref();
         let dest = normalize(dest, true)?.to_string();
+        let own_file = self
+            .path
+            .as_ref()
+            .and_then(|p| fs::metadata(p).ok())
+            .and_then(|m| file_id(&m));
         let mut imp = Importer {
             opts,
+            own_file,
             stats: ImportStats::default(),
             progress,
             done: Progress::default(),
@@ -342,6 +364,9 @@ impl Lockbox {
         }
         if !ft.is_file() {
             return imp.skip(src, "not a regular file, directory or symlink");
+        }
+        if imp.own_file.is_some() && file_id(&meta) == imp.own_file {
+            return imp.skip(src, "this is the lockbox being written");
         }
         self.check_file_slot(&key, p)?;
         let small = meta.len() < self.header.frame_size as u64 / 2;

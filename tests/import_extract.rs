@@ -208,3 +208,17 @@ fn limits_leave_no_partial_tree() {
     }
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn importing_a_tree_that_holds_the_archive_skips_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("a.txt"), b"hello").unwrap();
+    let path = tmp.path().join("self.lbox");
+    let mut lb = Lockbox::create(&path, Key::raw([5; 32])).unwrap();
+    let st = lb.add_path(tmp.path(), "").unwrap();
+    assert_eq!(st.files, 1);
+    assert_eq!(st.skipped.len(), 1, "{:?}", st.skipped);
+    assert!(st.skipped[0].path.ends_with("self.lbox"));
+    lb.commit().unwrap();
+    assert_eq!(lb.get("a.txt").unwrap(), b"hello");
+}
