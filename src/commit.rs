@@ -11,7 +11,6 @@
 use std::time::Instant;
 
 use crate::btree::apply::{Applier, Change};
-use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
 use crate::error::{Error, Result};
 use crate::format::commit::CommitRecord;
@@ -20,7 +19,6 @@ use crate::format::{REDACT_DIRTY, REDACT_MARK};
 use crate::lockbox::{Lockbox, now};
 use crate::options::CommitStats;
 use crate::space::{RedactList, merge_extents};
-use crate::storage::alloc::decode_extent;
 
 impl Lockbox {
     /// Makes every staged change durable and visible, atomically: new
@@ -222,12 +220,7 @@ impl Lockbox {
         if mark == REDACT_DIRTY {
             // A writer used free space and stopped before committing or
             // rolling back: any free extent may hold its bytes.
-            for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
-                let (k, v) = item?;
-                let e = decode_extent(&k, &v)
-                    .ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
-                list.zero.push(e);
-            }
+            list.zero.extend(self.free_extents()?);
         }
         self.redact(&list)?;
         Ok(())

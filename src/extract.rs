@@ -143,27 +143,33 @@ fn unsafe_path(path: &str, reason: &'static str) -> Error {
     }
 }
 
-/// Whether a symlink at `rel` (relative to the root) pointing to `target`
-/// stays inside the root, judged lexically.
-fn target_stays_inside(rel: &str, target: &str) -> bool {
+/// Resolves, lexically, a symlink at `rel` (relative to the root) pointing
+/// to `target`. Returns the directories the resolution passes through
+/// (relative to the root), or `None` if it leaves the root. Lexical
+/// resolution is only sound if none of those is itself a symlink; the
+/// caller checks that.
+fn resolve_inside(rel: &str, target: &str) -> Option<Vec<String>> {
     if Path::new(target).is_absolute() || target.contains('\\') {
-        return false;
+        return None;
     }
-    let mut depth: i64 = rel.split('/').count() as i64 - 1;
-    for c in Path::new(target).components() {
+    let mut at: Vec<&str> = rel.split('/').collect();
+    at.pop();
+    let comps: Vec<Component<'_>> = Path::new(target).components().collect();
+    let mut passed = Vec::new();
+    for (i, c) in comps.iter().enumerate() {
         match c {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(n) => at.push(n.to_str()?),
             Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
+                at.pop()?;
             }
             Component::CurDir => {}
-            _ => return false,
+            _ => return None,
+        }
+        if i + 1 < comps.len() && !at.is_empty() {
+            passed.push(at.join("/"));
         }
     }
-    true
+    Some(passed)
 }
 
 fn system_time(secs: i64, nanos: u32) -> SystemTime {
@@ -380,7 +386,7 @@ impl Lockbox {
                             .map_err(|_| unsafe_path(&rel, "symlink target is not UTF-8"))?,
                         _ => return Err(Error::corrupt("symlink without a target", 0)),
                     };
-                    if !o.allow_escaping_symlinks && !target_stays_inside(&rel, &target) {
+                    if !o.allow_escaping_symlinks && resolve_inside(&rel, &target).is_none() {
                         return Err(unsafe_path(
                             &rel,
                             "symlink target leaves the destination (allow_escaping_symlinks is off)",
@@ -412,6 +418,23 @@ impl Lockbox {
         }
         self.write_jobs(root, jobs, o, threads, &mut stats, &done, progress)?;
         // Symlinks last: no file or directory above was written through one.
+        // A target that passes through another symlink (of the archive or
+        // already in the destination) cannot be judged lexically: refused.
+        if !o.allow_escaping_symlinks {
+            let links: HashSet<&str> = symlinks.iter().map(|(r, _)| r.as_str()).collect();
+            for (rel, target) in &symlinks {
+                for dir in resolve_inside(rel, target).unwrap_or_default() {
+                    let on_disk = fs::symlink_metadata(root.join(&dir))
+                        .is_ok_and(|m| m.file_type().is_symlink());
+                    if links.contains(dir.as_str()) || on_disk {
+                        return Err(unsafe_path(
+                            rel,
+                            "symlink target passes through another symlink (allow_escaping_symlinks is off)",
+                        ));
+                    }
+                }
+            }
+        }
         for (rel, target) in symlinks {
             let path = root.join(&rel);
             if o.overwrite {
@@ -497,6 +520,7 @@ impl Lockbox {
                 _ => Error::Io(e),
             })?;
             let len = job.rec.len;
+            self.check_plausible_len(&job.rec)?;
             if len >= PREALLOCATE_FROM {
                 preallocate(&f, len)?;
             }
@@ -538,6 +562,7 @@ impl Lockbox {
             let e = entry(rel, &rec);
             match rec.kind {
                 EntryKind::File => {
+                    self.check_plausible_len(&rec)?;
                     let len = usize::try_from(rec.len)
                         .map_err(|_| limit("file larger than memory".into(), rec.len))?;
                     buf.clear();

@@ -80,8 +80,9 @@ pub fn to_key(path: &str) -> Vec<u8> {
 pub fn from_key(key: &[u8]) -> Option<String> {
     let bytes: Vec<u8> = key.iter().map(|&b| if b == 0 { b'/' } else { b }).collect();
     let s = String::from_utf8(bytes).ok()?;
-    normalize(&s, false).ok()?;
-    Some(s)
+    // The stored form never has a leading separator: `a` and `/a` must not
+    // be two keys for one path.
+    (normalize(&s, false).ok()? == s).then_some(s)
 }
 
 /// The key range `[start, end)` holding every entry strictly below the

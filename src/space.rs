@@ -20,6 +20,7 @@ use crate::crypto::seal::Kind;
 use crate::data::frames::MAX_INDEX_DEPTH;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
+use crate::format::DATA_START;
 use crate::format::bytes::{Put, Reader};
 use crate::format::commit::TreeRoot;
 use crate::format::entry::{Content, Record, VarRecord};
@@ -159,23 +160,48 @@ impl Lockbox {
         if self.store.with_allocator(|_| ()).is_some() {
             return Ok(());
         }
-        let mut base = BTreeMap::new();
-        for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
-            let (k, v) = item?;
-            let (o, l) =
-                decode_extent(&k, &v).ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
-            base.insert(o, l);
-        }
+        let base: BTreeMap<u64, u64> = self.free_extents()?.into_iter().collect();
         let extra: Vec<(u64, u64)> = self.redact_list()?.all().collect();
         self.store.set_allocator(Some(Allocator::new(base, &extra)));
         Ok(())
     }
 
-    /// The extents listed by the last commit's redaction list.
+    /// The extents listed by the last commit's redaction list, each
+    /// checked to lie inside the data area (a hostile list must not make
+    /// lockbox zero or reuse the header).
     pub(crate) fn redact_list(&self) -> Result<RedactList> {
-        match &self.committed.redact {
-            Some(p) => RedactList::decode(&self.store.read_plain(Kind::RedactList, p)?, p.offset),
-            None => Ok(RedactList::default()),
+        let Some(p) = &self.committed.redact else {
+            return Ok(RedactList::default());
+        };
+        let list = RedactList::decode(&self.store.read_plain(Kind::RedactList, p)?, p.offset)?;
+        for e in list.all() {
+            self.check_extent(e, p.offset)?;
+        }
+        Ok(list)
+    }
+
+    /// The persisted free-space index, each extent checked.
+    pub(crate) fn free_extents(&self) -> Result<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
+            let (k, v) = item?;
+            let e =
+                decode_extent(&k, &v).ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
+            self.check_extent(e, 0)?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn check_extent(&self, (off, len): (u64, u64), at: u64) -> Result<()> {
+        let inside = off >= DATA_START
+            && off
+                .checked_add(len)
+                .is_some_and(|end| end <= self.committed.data_end);
+        if inside && len > 0 {
+            Ok(())
+        } else {
+            Err(Error::corrupt("free extent outside the data area", at))
         }
     }
 

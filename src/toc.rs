@@ -412,6 +412,57 @@ impl Lockbox {
         }
     }
 
+    /// Checks a record's length against its content layout and the size
+    /// of the lockbox before anything of that length is allocated: frames
+    /// must be able to hold it (the index's shape, and its last frame's
+    /// recorded length), and zstd expands a frame at most about a
+    /// thousandfold, so no file may claim more than 4096 bytes per byte of
+    /// lockbox.
+    pub(crate) fn check_plausible_len(&self, r: &Record) -> Result<()> {
+        let len = r.len;
+        let file = self.store.tail().max(self.store.backend().len()?);
+        let bad = |what: &str| {
+            Err(Error::corrupt(
+                format!("entry length does not fit its content: {what}"),
+                0,
+            ))
+        };
+        if len > file.saturating_mul(4096) {
+            return bad("longer than this lockbox could hold");
+        }
+        match &r.content {
+            Content::Empty if len != 0 => bad("empty content"),
+            Content::Inline(b) if b.len() as u64 != len => bad("inline content"),
+            Content::Packed { frame, offset }
+                if (*offset as u64)
+                    .checked_add(len)
+                    .is_none_or(|e| e > frame.raw_len as u64) =>
+            {
+                bad("packed frame")
+            }
+            Content::Frames {
+                frame_size,
+                depth,
+                root,
+            } => {
+                let fs = *frame_size as u64;
+                if fs == 0 || *depth > crate::data::frames::MAX_INDEX_DEPTH {
+                    return bad("frame layout");
+                }
+                let n = len.div_ceil(fs);
+                if n == 0 || n > crate::format::INDEX_FANOUT.pow(*depth as u32) {
+                    return bad("more frames than its index holds");
+                }
+                let last = crate::data::frames::locate(&self.store, *depth, root, n - 1)?;
+                if last.raw_len as u64 != len - (n - 1) * fs {
+                    return bad("last frame");
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let pending: &[u8] = match r.content {
             Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
@@ -431,6 +482,7 @@ impl Lockbox {
         /// so a hostile length cannot make lockbox fill memory with zeros.
         const DIRECT: u64 = 256 * 1024 * 1024;
         let r = self.file_record(path)?;
+        self.check_plausible_len(&r)?;
         let too_big = || Error::LimitExceeded {
             what: format!("{path}: file larger than available memory; use copy_to or read_at"),
             limit: r.len,

@@ -302,7 +302,10 @@ impl Walk<'_> {
             Content::Empty | Content::Inline(_) => Ok(()),
             Content::Pending { .. } => Err(Error::corrupt("pending content in a commit", at)),
             Content::Packed { frame, offset } => {
-                if *offset as u64 + len > frame.raw_len as u64 {
+                if (*offset as u64)
+                    .checked_add(len)
+                    .is_none_or(|e| e > frame.raw_len as u64)
+                {
                     return Err(Error::corrupt("packed file beyond its frame", frame.offset));
                 }
                 self.frame(frame, None)

@@ -159,6 +159,19 @@ impl<'a> Applier<'a> {
                     }
                 }
                 self.fix_underflow(&mut slots, level - 1)?;
+                // In a sound tree the rebuilt children are in key order; a
+                // damaged or hostile one could put a leaf's keys outside its
+                // separators: refuse rather than write an unordered node.
+                let firsts: Vec<Option<&[u8]>> = slots
+                    .iter()
+                    .map(|s| match s {
+                        Slot::Old(k, _) => Some(k.as_slice()),
+                        Slot::Fresh(n) => n.first_key(),
+                    })
+                    .collect();
+                if firsts.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(Error::corrupt("child nodes out of key order", ptr.offset));
+                }
                 let mut out = Vec::with_capacity(slots.len());
                 for s in slots {
                     match s {
@@ -225,6 +238,7 @@ impl<'a> Applier<'a> {
             let (x, y) = (self.take(first, level)?, self.take(second, level)?);
             let parts = match (x, y) {
                 (Node::Leaf(mut x), Node::Leaf(y)) => {
+                    ordered(x.last().map(|e| &e.0), y.first().map(|e| &e.0))?;
                     x.extend(y);
                     self.chunk_leaf(x)
                 }
@@ -234,6 +248,7 @@ impl<'a> Applier<'a> {
                     },
                     Node::Internal { children: y, .. },
                 ) => {
+                    ordered(x.last().map(|e| &e.0), y.first().map(|e| &e.0))?;
                     x.extend(y);
                     self.chunk_internal(x, level)
                 }
@@ -275,6 +290,15 @@ impl<'a> Applier<'a> {
             .into_iter()
             .map(|children| Node::Internal { level, children })
             .collect()
+    }
+}
+
+/// Siblings being merged must not overlap: in a damaged or hostile tree
+/// their keys could, and the merged node would be out of order.
+fn ordered(last_of_left: Option<&Vec<u8>>, first_of_right: Option<&Vec<u8>>) -> Result<()> {
+    match (last_of_left, first_of_right) {
+        (Some(a), Some(b)) if a >= b => Err(Error::corrupt("sibling nodes overlap", 0)),
+        _ => Ok(()),
     }
 }
 

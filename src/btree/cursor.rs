@@ -19,6 +19,9 @@ pub struct Cursor<'a> {
     stack: Vec<(Arc<Node>, Ptr, usize)>,
     end: Option<Vec<u8>>,
     done: bool,
+    /// The last key returned: keys must come strictly ascending across
+    /// leaves too (a hostile tree could break its separators).
+    last: Option<Vec<u8>>,
 }
 
 impl<'a> Cursor<'a> {
@@ -36,6 +39,7 @@ impl<'a> Cursor<'a> {
             stack: Vec::new(),
             end,
             done: false,
+            last: None,
         };
         let Some(mut ptr) = root.root else {
             c.done = true;
@@ -114,6 +118,20 @@ impl Iterator for Cursor<'_> {
                 if self.end.as_ref().is_some_and(|e| k >= *e) {
                     self.done = true;
                     return None;
+                }
+                match &mut self.last {
+                    Some(l) if k <= *l => {
+                        self.done = true;
+                        return Some(Err(Error::corrupt(
+                            "tree keys out of order across nodes",
+                            0,
+                        )));
+                    }
+                    Some(l) => {
+                        l.clear();
+                        l.extend_from_slice(&k);
+                    }
+                    None => self.last = Some(k.clone()),
                 }
                 Some(Ok((k, v)))
             }

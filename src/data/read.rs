@@ -34,8 +34,8 @@ pub fn read_at(
             frame,
             offset: start,
         } => {
-            let end = *start as u64 + len;
-            if end > frame.raw_len as u64 {
+            let end = (*start as u64).checked_add(len);
+            if end.is_none_or(|e| e > frame.raw_len as u64) {
                 return Err(Error::corrupt("packed file beyond its frame", frame.offset));
             }
             let n = store.with_frame(frame, |bytes| {

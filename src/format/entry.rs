@@ -144,7 +144,9 @@ impl Record {
         r.finish()?;
         let ok = match kind {
             EntryKind::Dir => matches!(content, Content::Empty),
-            EntryKind::Symlink => matches!(content, Content::Inline(_)),
+            EntryKind::Symlink => {
+                matches!(&content, Content::Inline(t) if std::str::from_utf8(t).is_ok() && !t.is_empty())
+            }
             EntryKind::File => true,
         };
         if !ok || mtime_nanos >= 1_000_000_000 {
