@@ -15,7 +15,14 @@ impl Lockbox {
     /// either the old or the new table as the newest, never neither; the
     /// next writable open copies the newest over the other.
     pub(crate) fn write_slot_tables(&mut self, mut table: SlotTable) -> Result<()> {
-        table.seq = self.slots.seq.max(table.seq) + 1;
+        table.seq = self
+            .slots
+            .seq
+            .max(table.seq)
+            .checked_add(1)
+            .ok_or_else(|| {
+                Error::corrupt("key slot table sequence at its maximum", SLOT_TABLES[0])
+            })?;
         let bytes = table.encode();
         let first = 1 - self.newest_table;
         let be = self.store.backend();

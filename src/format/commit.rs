@@ -79,8 +79,14 @@ impl CommitRecord {
         if buf.len() != RECORD_LEN {
             return Err(r.err("wrong length"));
         }
+        let seq = r.u64()?;
+        // No real file gets near 2^62 commits; refusing more keeps every
+        // `seq + 1` in range for a hostile record.
+        if seq == 0 || seq > 1 << 62 {
+            return Err(r.err("sequence number out of range"));
+        }
         Ok(CommitRecord {
-            seq: r.u64()?,
+            seq,
             data_end: r.u64()?,
             toc: get_root(&mut r)?,
             vars: get_root(&mut r)?,
