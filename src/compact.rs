@@ -34,16 +34,24 @@ struct ContentReader<'a> {
     lb: &'a Lockbox,
     rec: &'a Record,
     pos: u64,
+    /// The lockbox error behind a failed read, so it is reported as itself
+    /// (`Corrupt`), not as the I/O error `Read` has to return.
+    failed: Option<Error>,
 }
 
 impl Read for ContentReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self
-            .lb
-            .read_record(self.rec, self.pos, buf)
-            .map_err(std::io::Error::other)?;
-        self.pos += n as u64;
-        Ok(n)
+        match self.lb.read_record(self.rec, self.pos, buf) {
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let io = std::io::Error::other(e.to_string());
+                self.failed = Some(e);
+                Err(io)
+            }
+        }
     }
 }
 
@@ -138,6 +146,8 @@ impl Lockbox {
         };
         for item in self.subtree(&[])? {
             let (key, mut rec) = item?;
+            // A damaged source is refused, not copied into the new file.
+            crate::toc::key_path(&key)?;
             rec.content = match &rec.content {
                 Content::Packed { .. } | Content::Frames { .. } if rec.len < frame => {
                     let mut data = vec![0u8; rec.len as usize];
@@ -151,8 +161,12 @@ impl Lockbox {
                         lb: self,
                         rec: &rec,
                         pos: 0,
+                        failed: None,
                     };
-                    new.store_reader(Member::Toc(key.clone()), &mut r)?.0
+                    match new.store_reader(Member::Toc(key.clone()), &mut r) {
+                        Ok((c, _)) => c,
+                        Err(e) => return Err(r.failed.take().unwrap_or(e)),
+                    }
                 }
                 c => c.clone(),
             };

@@ -78,6 +78,10 @@ pub fn to_key(path: &str) -> Vec<u8> {
 /// The path of a B-tree key; `None` if the key is not a valid path
 /// (only possible in a damaged or hostile archive).
 pub fn from_key(key: &[u8]) -> Option<String> {
+    if key.contains(&b'/') {
+        // A literal '/' byte would turn into a separator: not a valid key.
+        return None;
+    }
     let bytes: Vec<u8> = key.iter().map(|&b| if b == 0 { b'/' } else { b }).collect();
     let s = String::from_utf8(bytes).ok()?;
     // The stored form never has a leading separator: `a` and `/a` must not
