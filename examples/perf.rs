@@ -24,7 +24,7 @@
 //! - `small`: create, `put` N small files in nested directories, commit, reopen,
 //!   `list`, `get` every file back and compare, then a one-file commit into the
 //!   same archive (reports `CommitStats::bytes_written`). Then the same files
-//!   are written to a source directory (this pass is the 1-thread filesystem
+//!   are written to a source directory (one pass of the 1-thread filesystem
 //!   bound) and imported with `add_path` (+ commit) into a second archive,
 //!   which is extracted with `extract_to_directory` (to a new directory,
 //!   checked byte for byte afterwards, untimed) and with `extract_all` (to
@@ -702,11 +702,11 @@ fn scenario_small(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     //
     // Bounds on the same data, measured here and reported after lockbox's
     // figures: the files end to end in 64 KiB frames (as packs hold them);
-    // the filesystem creating the same files, once on 1 thread (that pass
-    // writes the import's source directory) and once on every core (a second
-    // copy); open+read+close of the source. Nothing is deleted until the end
-    // of the run (see `Ctx::scratch`), and every pass of many small files
-    // costs a deletion then, so there is one pass per thread count.
+    // the filesystem creating the same files, best of FS_TRIES passes on 1
+    // thread (the first writes the import's source directory) and on every
+    // core, each into a new directory (the cost of creating files can differ
+    // from one directory to the next: see `Ctx::scratch`); open+read+close
+    // of the source. Nothing is deleted until the end of the run.
     let b = cpu_bounds(&frames_of(&datas.concat()))?;
     let threads = bound_threads();
     let src = ctx.dir.join("small-source");
@@ -715,11 +715,22 @@ fn scenario_small(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     remove_dir_if_exists(&fsdir)?;
     ctx.remove_at_end(&src);
     ctx.remove_at_end(&fsdir);
-    settle(&ctx.dir);
-    let c1 = fs_create_bound(&src, &paths, &datas, 1)?;
+    let create_best = |t: usize| -> io::Result<Duration> {
+        let mut best = Duration::MAX;
+        for k in 0..FS_TRIES {
+            let d = if t == 1 && k == 0 {
+                src.clone()
+            } else {
+                fsdir.join(format!("{t}-{k}"))
+            };
+            settle(&ctx.dir);
+            best = best.min(fs_create_bound(&d, &paths, &datas, t)?);
+        }
+        Ok(best)
+    };
+    let c1 = create_best(1)?;
     let cn = if threads > 1 {
-        settle(&ctx.dir);
-        fs_create_bound(&fsdir, &paths, &datas, threads)?
+        create_best(threads)?
     } else {
         c1
     };
@@ -868,7 +879,7 @@ fn scenario_small(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             Some(r.all),
             Some(fps(dn)),
             format!(
-                "{n} x {} B: 1 thread {:.0} files/s ({:.1} MiB/s), {threads} threads {:.0} files/s ({:.1} MiB/s)",
+                "{n} x {} B, best of {FS_TRIES}: 1 thread {:.0} files/s ({:.1} MiB/s), {threads} threads {:.0} files/s ({:.1} MiB/s)",
                 cfg.file_bytes,
                 fps(d1),
                 r.one,
@@ -1186,8 +1197,7 @@ const FRAME: usize = 64 * 1024;
 /// bound is the best of `BOUND_TRIES` such windows.
 const BOUND_WINDOW: Duration = Duration::from_millis(60);
 const BOUND_TRIES: usize = 3;
-/// The large file's filesystem bound and the small files' read bound are the
-/// best of this many passes.
+/// Each filesystem bound is the best of this many passes.
 const FS_TRIES: usize = 2;
 /// Bytes of the large file the CPU bounds are measured on.
 const BOUND_SAMPLE: u64 = 32 << 20;
@@ -1639,6 +1649,66 @@ fn verify_large_file(path: &Path, pattern: Pattern, size: u64, who: &str) -> Box
         return Err(format!("{who}: extracted {n} bytes, expected {size}").into());
     }
     Ok(())
+}
+
+/// Removes the directory trees `roots` (and counts the files in them), on
+/// several threads: deleting many small files is slow on some filesystems
+/// (e.g. ext4 mounted with `discard` and no journal discards each file's
+/// blocks as it goes), and concurrent deletions overlap those waits.
+fn remove_trees(roots: &[PathBuf]) -> io::Result<u64> {
+    let mut subtrees = Vec::new();
+    for r in roots {
+        match fs::read_dir(r) {
+            Ok(rd) => {
+                for e in rd {
+                    subtrees.push(e?.path());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let threads = (2 * bound_threads()).clamp(1, 8);
+    let counts = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let subtrees = &subtrees;
+                scope.spawn(move || -> io::Result<u64> {
+                    let mut files = 0;
+                    for p in subtrees.iter().skip(k).step_by(threads) {
+                        files += count_files(p)?;
+                        if fs::symlink_metadata(p)?.is_dir() {
+                            fs::remove_dir_all(p)?;
+                        } else {
+                            fs::remove_file(p)?;
+                        }
+                    }
+                    Ok(files)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("cleanup thread panicked"))
+            .collect::<io::Result<Vec<u64>>>()
+    })?;
+    for r in roots {
+        remove_dir_if_exists(r)?;
+    }
+    Ok(counts.iter().sum())
+}
+
+/// Regular files under `p` (or 1 if `p` is one).
+fn count_files(p: &Path) -> io::Result<u64> {
+    let m = fs::symlink_metadata(p)?;
+    if !m.is_dir() {
+        return Ok(u64::from(m.is_file()));
+    }
+    let mut n = 0;
+    for e in fs::read_dir(p)? {
+        n += count_files(&e?.path())?;
+    }
+    Ok(n)
 }
 
 fn remove_dir_if_exists(path: &Path) -> io::Result<()> {
@@ -3045,9 +3115,9 @@ fn run() -> BoxResult<()> {
         sections.push(sec);
     }
     let total = start.elapsed();
-    for p in ctx.scratch.borrow().iter() {
-        remove_dir_if_exists(p)?;
-    }
+    let t = Instant::now();
+    let removed = remove_trees(&ctx.scratch.borrow())?;
+    let cleanup = t.elapsed();
     println!();
     print_table(&sections);
     print_fractions(&sections);
@@ -3057,6 +3127,12 @@ fn run() -> BoxResult<()> {
         "all data read back matched; total wall time {}",
         fmt_dur(total)
     );
+    if removed > 0 {
+        println!(
+            "cleanup (not in the total): removed the run's {removed} scratch files in {}",
+            fmt_dur(cleanup)
+        );
+    }
     if let Some(p) = &ctx.cfg.json {
         write_json(p, &ctx.cfg, &sections, total)?;
         println!("figures written to {}", p.display());
