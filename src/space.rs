@@ -17,7 +17,6 @@ use crate::btree;
 use crate::btree::apply::Change;
 use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
-use crate::data::frames::MAX_INDEX_DEPTH;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::DATA_START;
@@ -43,18 +42,9 @@ pub fn pack_key(frame: &Ptr, tag: u8, key: &[u8]) -> Vec<u8> {
 
 /// The frames and index pages of framed content (not packed frames).
 pub fn frame_regions(store: &Store, c: &Content, len: u64, out: &mut Vec<Ptr>) -> Result<()> {
-    let Content::Frames {
-        frame_size,
-        depth,
-        root,
-    } = c
-    else {
+    let (Content::Frames { depth, root, .. }, Some(n)) = (c, c.check_layout(len)?) else {
         return Ok(());
     };
-    if *depth > MAX_INDEX_DEPTH || *frame_size == 0 {
-        return Err(Error::corrupt("frame layout out of range", root.offset));
-    }
-    let n = len.div_ceil(*frame_size as u64);
     walk_index(store, root, *depth, n, out)
 }
 

@@ -430,37 +430,21 @@ impl Lockbox {
         if len > file.saturating_mul(4096) {
             return bad("longer than this lockbox could hold");
         }
-        match &r.content {
-            Content::Empty if len != 0 => bad("empty content"),
-            Content::Inline(b) if b.len() as u64 != len => bad("inline content"),
-            Content::Packed { frame, offset }
-                if (*offset as u64)
-                    .checked_add(len)
-                    .is_none_or(|e| e > frame.raw_len as u64) =>
-            {
-                bad("packed frame")
-            }
+        if let (
+            Some(n),
             Content::Frames {
                 frame_size,
                 depth,
                 root,
-            } => {
-                let fs = *frame_size as u64;
-                if fs == 0 || *depth > crate::data::frames::MAX_INDEX_DEPTH {
-                    return bad("frame layout");
-                }
-                let n = len.div_ceil(fs);
-                if n == 0 || n > crate::format::INDEX_FANOUT.pow(*depth as u32) {
-                    return bad("more frames than its index holds");
-                }
-                let last = crate::data::frames::locate(&self.store, *depth, root, n - 1)?;
-                if last.raw_len as u64 != len - (n - 1) * fs {
-                    return bad("last frame");
-                }
-                Ok(())
+            },
+        ) = (r.content.check_layout(len)?, &r.content)
+        {
+            let last = crate::data::frames::locate(&self.store, *depth, root, n - 1)?;
+            if last.raw_len as u64 != len - (n - 1) * *frame_size as u64 {
+                return bad("last frame");
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     pub(crate) fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {

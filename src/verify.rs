@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use ahash::AHashSet;
 
 use crate::crypto::seal::Kind;
-use crate::data::frames::MAX_INDEX_DEPTH;
 use crate::error::{Error, Result};
 use crate::format::bytes::Reader;
 use crate::format::commit::TreeRoot;
@@ -292,6 +291,7 @@ impl Walk<'_> {
     /// are no newer than the leaf.
     fn content(&mut self, c: &Content, len: u64, leaf: &Ptr) -> Result<()> {
         let at = leaf.offset;
+        let nframes = c.check_layout(len)?;
         let newer = |p: &Ptr| p.generation > leaf.generation;
         if let Content::Packed { frame: p, .. } | Content::Frames { root: p, .. } = c
             && newer(p)
@@ -301,25 +301,14 @@ impl Walk<'_> {
         match c {
             Content::Empty | Content::Inline(_) => Ok(()),
             Content::Pending { .. } => Err(Error::corrupt("pending content in a commit", at)),
-            Content::Packed { frame, offset } => {
-                if (*offset as u64)
-                    .checked_add(len)
-                    .is_none_or(|e| e > frame.raw_len as u64)
-                {
-                    return Err(Error::corrupt("packed file beyond its frame", frame.offset));
-                }
-                self.frame(frame, None)
-            }
+            Content::Packed { frame, .. } => self.frame(frame, None),
             Content::Frames {
                 frame_size,
                 depth,
                 root,
             } => {
                 let fs = *frame_size as u64;
-                if fs == 0 || *depth > MAX_INDEX_DEPTH || len == 0 {
-                    return Err(Error::corrupt("frame layout out of range", root.offset));
-                }
-                let n = len.div_ceil(fs);
+                let n = nframes.unwrap_or(0);
                 let mut ptrs = Vec::new();
                 self.index(root, *depth, n, &mut ptrs)?;
                 if ptrs.len() as u64 != n {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::child_index;
 use crate::crypto::seal::Kind;
 use crate::error::{Error, Result};
-use crate::format::MAX_TREE_HEIGHT;
 use crate::format::commit::TreeRoot;
 use crate::format::node::Node;
 use crate::format::ptr::Ptr;
@@ -41,14 +40,10 @@ impl<'a> Cursor<'a> {
             done: false,
             last: None,
         };
-        let Some(mut ptr) = root.root else {
+        let Some((mut ptr, mut level)) = super::top(root)? else {
             c.done = true;
             return Ok(c);
         };
-        if root.height == 0 || root.height > MAX_TREE_HEIGHT {
-            return Err(Error::corrupt("tree height out of range", ptr.offset));
-        }
-        let mut level = (root.height - 1) as u8;
         loop {
             let node = store.read_node(kind, &ptr, level)?;
             match &*node {

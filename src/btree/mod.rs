@@ -11,25 +11,34 @@ use crate::error::{Error, Result};
 use crate::format::MAX_TREE_HEIGHT;
 use crate::format::commit::TreeRoot;
 use crate::format::node::Node;
+use crate::format::ptr::Ptr;
 use crate::storage::store::Store;
 
 /// Index of the child of an internal node that may hold `key`: the last
 /// child whose smallest key is `<= key`, or the first child.
-pub fn child_index(children: &[(Vec<u8>, crate::format::ptr::Ptr)], key: &[u8]) -> usize {
+pub fn child_index(children: &[(Vec<u8>, Ptr)], key: &[u8]) -> usize {
     children
         .partition_point(|(k, _)| k.as_slice() <= key)
         .saturating_sub(1)
 }
 
-/// Looks `key` up in the tree at `root`.
-pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    let Some(mut ptr) = root.root else {
+/// The root pointer and its level (height - 1), or `None` for an empty
+/// tree; a height out of range is `Corrupt`.
+pub fn top(root: &TreeRoot) -> Result<Option<(Ptr, u8)>> {
+    let Some(ptr) = root.root else {
         return Ok(None);
     };
     if root.height == 0 || root.height > MAX_TREE_HEIGHT {
         return Err(Error::corrupt("tree height out of range", ptr.offset));
     }
-    let mut level = (root.height - 1) as u8;
+    Ok(Some((ptr, (root.height - 1) as u8)))
+}
+
+/// Looks `key` up in the tree at `root`.
+pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    let Some((mut ptr, mut level)) = top(root)? else {
+        return Ok(None);
+    };
     loop {
         let node = store.read_node(kind, &ptr, level)?;
         match &*node {

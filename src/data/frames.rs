@@ -8,8 +8,7 @@ use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
 use crate::storage::store::Store;
 
-/// Deepest frame-index tree accepted (2048^4 frames is far beyond any file).
-pub const MAX_INDEX_DEPTH: u8 = 4;
+pub use crate::format::entry::MAX_INDEX_DEPTH;
 
 pub struct FrameWriter {
     frame_size: u32,

@@ -22,6 +22,7 @@ pub fn read_at(
     }
     let want = (len - offset).min(buf.len() as u64) as usize;
     let buf = &mut buf[..want];
+    let nframes = content.check_layout(len)?;
     match content {
         Content::Empty => Err(Error::corrupt("empty content with a length", 0)),
         Content::Inline(b) => exact(copy_slice(b, offset, buf, 0)?, want, 0),
@@ -34,10 +35,6 @@ pub fn read_at(
             frame,
             offset: start,
         } => {
-            let end = (*start as u64).checked_add(len);
-            if end.is_none_or(|e| e > frame.raw_len as u64) {
-                return Err(Error::corrupt("packed file beyond its frame", frame.offset));
-            }
             let n = store.with_frame(frame, |bytes| {
                 copy_slice(bytes, *start as u64 + offset, buf, frame.offset)
             })?;
@@ -49,10 +46,7 @@ pub fn read_at(
             root,
         } => {
             let fs = *frame_size as u64;
-            if fs == 0 {
-                return Err(Error::corrupt("zero frame size", root.offset));
-            }
-            let nframes = len.div_ceil(fs);
+            let nframes = nframes.unwrap_or(0);
             let mut done = 0usize;
             while done < want {
                 let pos = offset + done as u64;

@@ -9,6 +9,8 @@ use crate::error::Result;
 pub const INLINE_MAX: usize = 128;
 /// Longest symlink target, bytes.
 pub const MAX_TARGET: usize = 4096;
+/// Deepest frame-index tree accepted (2048^4 frames is far beyond any file).
+pub const MAX_INDEX_DEPTH: u8 = 4;
 
 /// Where an entry's bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,47 @@ const C_PACKED: u8 = 2;
 const C_FRAMES: u8 = 3;
 
 impl Content {
+    /// Checks that content of `len` bytes fits this locator's structure,
+    /// without any I/O: empty and inline lengths match, a packed slice lies
+    /// inside its frame, frames can hold the length through an index of
+    /// this depth. Returns the frame count for framed content. The one
+    /// place these rules live: reads, allocation checks and `verify` use it.
+    pub fn check_layout(&self, len: u64) -> Result<Option<u64>> {
+        let bad = |what: &str, at: u64| {
+            Err(crate::error::Error::corrupt(
+                format!("content layout: {what}"),
+                at,
+            ))
+        };
+        match self {
+            Content::Empty if len != 0 => bad("empty content with a length", 0),
+            Content::Inline(b) if b.len() as u64 != len => bad("inline length differs", 0),
+            Content::Packed { frame, offset }
+                if (*offset as u64)
+                    .checked_add(len)
+                    .is_none_or(|e| e > frame.raw_len as u64) =>
+            {
+                bad("packed file beyond its frame", frame.offset)
+            }
+            Content::Frames {
+                frame_size,
+                depth,
+                root,
+            } => {
+                let fs = *frame_size as u64;
+                if fs == 0 || *depth > MAX_INDEX_DEPTH || len == 0 {
+                    return bad("frame size or index depth out of range", root.offset);
+                }
+                let n = len.div_ceil(fs);
+                if n > super::INDEX_FANOUT.pow(*depth as u32) {
+                    return bad("more frames than its index holds", root.offset);
+                }
+                Ok(Some(n))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Content::Empty | Content::Pending { .. } => out.put_u8(C_EMPTY),
