@@ -14,10 +14,11 @@
 //! leaves nothing at `dest`. Limits are checked in a first pass over the
 //! metadata, before anything is written.
 //!
-//! Speed: files are written by a bounded set of worker threads, each taking
-//! a contiguous run of entries so a packed frame is decoded once per pass;
-//! each file is created with its final mode, large ones preallocated, and
-//! written with positional writes.
+//! Speed: files are written by a bounded set of worker threads; the files
+//! of one packed frame go to one worker, so the frame is decoded once per
+//! pass; each file is created with its final mode, large ones
+//! preallocated, and written with positional writes straight from the
+//! decoded frames.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
@@ -25,8 +26,10 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
-use crate::format::entry::{EntryKind, Record};
+use crate::format::entry::{Content, EntryKind, Record};
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::path::{normalize, to_key};
@@ -225,6 +228,16 @@ impl Dirs {
 }
 
 /// A file to write: its path relative to the root and its record.
+/// Whether two records' bytes are in the same packed frame.
+fn same_pack(a: &Record, b: &Record) -> bool {
+    match (&a.content, &b.content) {
+        (Content::Packed { frame: x, .. }, Content::Packed { frame: y, .. }) => {
+            x.offset == y.offset
+        }
+        _ => false,
+    }
+}
+
 struct Job {
     rel: String,
     rec: Record,
@@ -465,20 +478,29 @@ impl Lockbox {
         if jobs.is_empty() {
             return Ok(());
         }
-        let per = jobs.len().div_ceil(threads.max(1));
+        // Files whose bytes share a packed frame stay together, so each
+        // frame is decoded once, by the worker that writes all of them;
+        // groups are then spread over the workers as they free up.
+        let mut groups: Vec<&[Job]> = Vec::new();
+        let mut start = 0;
+        for i in 1..=jobs.len() {
+            let same = i < jobs.len() && same_pack(&jobs[i - 1].rec, &jobs[i].rec);
+            if !same {
+                groups.push(&jobs[start..i]);
+                start = i;
+            }
+        }
+        let write = |g: &&[Job]| self.write_files(root, g, o, done, progress);
         let results: Vec<Result<(u64, u64)>> = if threads <= 1 || jobs.len() < 16 {
-            vec![self.write_files(root, &jobs, o, done, progress)]
+            groups.iter().map(write).collect()
+        } else if threads == rayon::current_num_threads() {
+            groups.par_iter().map(write).collect()
         } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = jobs
-                    .chunks(per)
-                    .map(|c| s.spawn(move || self.write_files(root, c, o, done, progress)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| Error::Io(io::Error::other(e.to_string())))?
+                .install(|| groups.par_iter().map(write).collect())
         };
         for r in results {
             let (files, bytes) = r?;
@@ -488,7 +510,7 @@ impl Lockbox {
         Ok(())
     }
 
-    /// Writes a contiguous run of files (one worker).
+    /// Writes a run of files (one worker).
     fn write_files(
         &self,
         root: &Path,
@@ -497,7 +519,6 @@ impl Lockbox {
         done: &std::sync::Mutex<Progress>,
         progress: &(impl Fn(&Progress) + Sync),
     ) -> Result<(u64, u64)> {
-        let mut buf = vec![0u8; self.header.frame_size as usize];
         let (mut files, mut bytes) = (0u64, 0u64);
         for job in jobs {
             let path = root.join(&job.rel);
@@ -524,15 +545,9 @@ impl Lockbox {
             if len >= PREALLOCATE_FROM {
                 preallocate(&f, len)?;
             }
-            let mut at = 0u64;
-            while at < len {
-                let n = self.read_record(&job.rec, at, &mut buf)?;
-                if n == 0 {
-                    return Err(Error::corrupt("file shorter than its length", 0));
-                }
-                write_all_at(&f, &buf[..n], at)?;
-                at += n as u64;
-            }
+            // Straight from the decoded frame to the file: one positional
+            // write per frame, no intermediate buffer.
+            self.visit_record(&job.rec, |at, bytes| Ok(write_all_at(&f, bytes, at)?))?;
             if o.restore_mtimes {
                 f.set_modified(system_time(job.rec.mtime, job.rec.mtime_nanos))?;
             }

@@ -369,7 +369,7 @@ impl Lockbox {
             return imp.skip(src, "this is the lockbox being written");
         }
         self.check_file_slot(&key, p)?;
-        let small = meta.len() < self.header.frame_size as u64 / 2;
+        let small = meta.len() < self.data_frame_size() as u64 / 2;
         if small {
             imp.batch_bytes += meta.len();
             imp.batch.push((key, src.to_path_buf(), meta));

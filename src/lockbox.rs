@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::crypto::keys::{Key, MasterKey, SubKeys};
 use crate::crypto::seal::{self, Kind, Prepared, fill_random};
 use crate::crypto::slots::{Slot, SlotTable, TABLE_LEN};
-use crate::data::pack::{Member, Pack};
+use crate::data::pack::{Member, Pack, Packer};
 use crate::error::{Error, Result};
 use crate::format::commit::{CommitRecord, RECORD_LEN, TreeRoot};
 use crate::format::entry::{Content, Record, VarRecord};
@@ -45,7 +45,7 @@ pub struct Lockbox {
     pub(crate) active_slot: usize,
     pub(crate) toc: Overlay<Record>,
     pub(crate) vars: Overlay<VarRecord>,
-    pub(crate) pack: Pack,
+    pub(crate) pack: Packer,
     /// Packed frames written since the last commit.
     pub(crate) session_packs: Vec<crate::format::ptr::Ptr>,
     /// Sequence number found in the other commit slot at open (or after
@@ -200,7 +200,7 @@ impl Lockbox {
             b.cache_bytes as usize,
             b.level,
         );
-        let pack = Pack::new(header.frame_size as usize);
+        let pack = Packer::new(header.frame_size as usize);
         let mut lb = Lockbox {
             store,
             header,
@@ -472,12 +472,57 @@ impl Lockbox {
         }
     }
 
-    /// Writes the open pack and points its members at it. Bytes of members
-    /// deleted or replaced while the pack was open are dropped first, so
-    /// they never reach the disk.
-    pub(crate) fn flush_pack(&mut self) -> Result<u64> {
-        let id = self.pack.id;
-        let mut members = std::mem::take(&mut self.pack.members);
+    /// Writes the open pack and the queued ones and points their members
+    /// at them.
+    pub(crate) fn flush_pack(&mut self) -> Result<()> {
+        self.pack.close();
+        self.write_closed_packs()
+    }
+
+    /// Writes the queued full packs: compressed and sealed together on the
+    /// worker threads, one contiguous run. Bytes of members deleted or
+    /// replaced while a pack waited are dropped first, so they never reach
+    /// the disk.
+    pub(crate) fn write_closed_packs(&mut self) -> Result<()> {
+        let mut packs = self.pack.take_closed();
+        let mut r = Ok(());
+        for p in &mut packs {
+            r = r.and_then(|()| self.drop_dead_members(p));
+        }
+        packs.retain(|p| !p.buf.is_empty());
+        if packs.is_empty() {
+            return r;
+        }
+        let generation = self.next_gen();
+        let raws: Vec<&[u8]> = packs.iter().map(|p| p.buf.as_slice()).collect();
+        let written = r.and_then(|()| self.store.write_frames(generation, &raws));
+        let ptrs = match written {
+            Ok(ptrs) => ptrs,
+            Err(e) => {
+                // Staged entries still point into these packs: keep them
+                // readable (and written by a later attempt).
+                self.pack.restore_closed(packs);
+                return Err(e);
+            }
+        };
+        for (p, ptr) in packs.into_iter().zip(ptrs) {
+            self.session_packs.push(ptr);
+            for m in p.members {
+                if let Some(c) = self.content_mut(&m)
+                    && let Content::Pending { pack_id, offset } = *c
+                    && pack_id == p.id
+                {
+                    *c = Content::Packed { frame: ptr, offset };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps only the bytes of `p`'s members that still point into it.
+    fn drop_dead_members(&mut self, p: &mut Pack) -> Result<()> {
+        let id = p.id;
+        let mut members = std::mem::take(&mut p.members);
         members.sort();
         members.dedup();
         let mut live: Vec<(Member, u32, u64)> = Vec::new();
@@ -491,15 +536,16 @@ impl Lockbox {
         }
         live.sort_by_key(|(_, off, _)| *off);
         let live_bytes: u64 = live.iter().map(|(_, _, l)| l).sum();
-        if live_bytes < self.pack.buf.len() as u64 {
-            let old = std::mem::take(&mut self.pack.buf);
+        if live_bytes < p.buf.len() as u64 {
+            let old = std::mem::take(&mut p.buf);
+            p.buf.reserve_exact(live_bytes as usize);
             for (m, off, len) in &mut live {
-                let new_off = self.pack.buf.len() as u32;
+                let new_off = p.buf.len() as u32;
                 let range = *off as usize..(*off as u64 + *len) as usize;
                 let bytes = old
                     .get(range)
                     .ok_or_else(|| Error::corrupt("internal: pack member out of range", 0))?;
-                self.pack.buf.extend_from_slice(bytes);
+                p.buf.extend_from_slice(bytes);
                 *off = new_off;
                 if let Some(c) = self.content_mut(m) {
                     *c = Content::Pending {
@@ -509,21 +555,8 @@ impl Lockbox {
                 }
             }
         }
-        self.pack.members = live.iter().map(|(m, _, _)| m.clone()).collect();
-        let generation = self.next_gen();
-        let Some((id, ptr, members)) = self.pack.flush(&self.store, generation)? else {
-            return Ok(0);
-        };
-        self.session_packs.push(ptr);
-        for m in members {
-            if let Some(c) = self.content_mut(&m)
-                && let Content::Pending { pack_id, offset } = *c
-                && pack_id == id
-            {
-                *c = Content::Packed { frame: ptr, offset };
-            }
-        }
-        Ok(ptr.len as u64)
+        p.members = live.into_iter().map(|(m, _, _)| m).collect();
+        Ok(())
     }
 
     /// Whether anything is staged.
@@ -531,15 +564,24 @@ impl Lockbox {
         !self.toc.is_empty() || !self.vars.is_empty()
     }
 
+    /// Raw size of the frames new data is cut into, and of a full pack: the
+    /// header's frame size, 16 times that under `BulkImport`.
+    pub(crate) fn data_frame_size(&self) -> u32 {
+        self.pack.target as u32
+    }
+
     /// Sets the cache profile.
     pub fn set_profile(&mut self, profile: Profile) {
         self.profile = profile;
         self.store.set_cache_frames(profile.caches_frames());
-        // Bulk imports group small files into larger frames: better
-        // compression, at the price of decoding more to read one of them.
+        // Bulk imports cut data into larger frames and packs: compression
+        // close to a solid tar.zst (measured on a 46k-file Python tree
+        // against tar + zstd -3: 64 KiB frames with 256 KiB packs 1.16 x its
+        // size, 256 KiB 1.06 x, 512 KiB 1.00 x, 1 MiB 0.95 x), at the price
+        // of decoding more to read a small range.
         let frame = self.header.frame_size as usize;
         self.pack.target = if profile == Profile::BulkImport {
-            frame * 4
+            frame * 16
         } else {
             frame
         };

@@ -17,9 +17,12 @@ pub enum Profile {
     /// Mixed reads and writes (default): metadata cached, frames decoded per read.
     #[default]
     Interactive,
-    /// Large imports: new file data goes straight to disk and is never
-    /// cached (RSS stays bounded however much is imported), and small files
-    /// are grouped into frames four times larger for better compression.
+    /// Large imports (`add_path` of a whole tree): new file data goes
+    /// straight to disk and is never cached (RSS stays bounded however much
+    /// is imported), and new data is cut into frames 16 times the header's
+    /// frame size (1 MiB by default), small files packed as many to a frame:
+    /// compression close to a solid `tar.zst`, at the price of decoding up
+    /// to one such frame to read a small range of that data later.
     BulkImport,
     /// Repeated reads: decoded frames are kept in the bounded cache, so
     /// reads of nearby ranges skip decryption and decompression.

@@ -11,7 +11,7 @@
 //! into the free-space index, from which new regions are allocated. So the
 //! index only ever holds zeroed space that no durable slot reaches.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::btree;
 use crate::btree::apply::Change;
@@ -143,7 +143,43 @@ pub struct SpacePlan {
     pub pack_changes: Vec<Change>,
 }
 
+/// Staged entries that point into packed frames, by frame: (TOC keys,
+/// variable keys). Built once per commit, so finding a frame's staged
+/// members costs a lookup, not a scan of everything staged.
+type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+
 impl Lockbox {
+    fn staged_users(&self) -> StagedUsers {
+        let mut users = StagedUsers::new();
+        for (k, r) in &self.toc {
+            if let Some(Record {
+                content: Content::Packed { frame, .. },
+                ..
+            }) = r
+            {
+                users
+                    .entry((frame.offset, frame.tag))
+                    .or_default()
+                    .0
+                    .push(k.clone());
+            }
+        }
+        for (k, r) in &self.vars {
+            if let Some(VarRecord {
+                content: Content::Packed { frame, .. },
+                ..
+            }) = r
+            {
+                users
+                    .entry((frame.offset, frame.tag))
+                    .or_default()
+                    .1
+                    .push(k.clone());
+            }
+        }
+        users
+    }
+
     /// Loads the allocator from the free-space index and the last
     /// redaction list (zeroed by then: by the commit, or at open).
     pub(crate) fn ensure_allocator(&mut self) -> Result<()> {
@@ -243,6 +279,7 @@ impl Lockbox {
     /// Frees or repacks each touched packed frame; returns the frames freed.
     fn repack(&mut self, touched: BTreeMap<u64, Ptr>) -> Result<Vec<Ptr>> {
         let mut freed = Vec::new();
+        let mut users = self.staged_users();
         for frame in touched.into_values() {
             let start = frame.offset.to_be_bytes().to_vec();
             let end = (frame.offset + 1).to_be_bytes().to_vec();
@@ -268,19 +305,8 @@ impl Lockbox {
                     unchanged.push((tag, member.to_vec()));
                 }
             }
-            let uses = |c: &Content| matches!(c, Content::Packed { frame: f, .. } if same_frame(f, &frame));
-            let staged_toc: Vec<Vec<u8>> = self
-                .toc
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let staged_var: Vec<Vec<u8>> = self
-                .vars
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
-                .map(|(k, _)| k.clone())
-                .collect();
+            let (staged_toc, staged_var) =
+                users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
             let after = unchanged.len() + staged_toc.len() + staged_var.len();
             if after == before && after > 0 {
                 continue; // only renamed: no member died
@@ -342,20 +368,9 @@ impl Lockbox {
     /// A pack this handle wrote earlier whose members partly died since is
     /// repacked, so its dead bytes are not kept alive by the live ones.
     fn repack_session_packs(&mut self) -> Result<()> {
+        let mut users = self.staged_users();
         for frame in std::mem::take(&mut self.session_packs) {
-            let uses = |c: &Content| matches!(c, Content::Packed { frame: f, .. } if same_frame(f, &frame));
-            let toc: Vec<Vec<u8>> = self
-                .toc
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            let vars: Vec<Vec<u8>> = self
-                .vars
-                .iter()
-                .filter(|(_, r)| r.as_ref().is_some_and(|r| uses(&r.content)))
-                .map(|(k, _)| k.clone())
-                .collect();
+            let (toc, vars) = users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
             let live: u64 = toc
                 .iter()
                 .filter_map(|k| self.toc.get(k)?.as_ref().map(|r| r.len))

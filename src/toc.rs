@@ -133,22 +133,19 @@ impl Lockbox {
 
     /// Stores `data` for `member`: inline, packed, or as frames.
     pub(crate) fn store_bytes(&mut self, member: Member, data: &[u8]) -> Result<Content> {
-        let frame = self.header.frame_size as usize;
+        let frame = self.data_frame_size() as usize;
         if data.is_empty() {
             Ok(Content::Empty)
         } else if data.len() <= INLINE_MAX {
             Ok(Content::Inline(data.to_vec()))
         } else if data.len() < frame / 2 {
-            if !self.pack.fits(data.len()) {
-                self.flush_pack()?;
+            if !self.pack.fits(data.len()) && self.pack.close() {
+                self.write_closed_packs()?;
             }
-            let offset = self.pack.add(member, data);
-            Ok(Content::Pending {
-                pack_id: self.pack.id,
-                offset,
-            })
+            let (pack_id, offset) = self.pack.add(member, data);
+            Ok(Content::Pending { pack_id, offset })
         } else {
-            let mut w = FrameWriter::new(self.header.frame_size, self.next_gen());
+            let mut w = FrameWriter::new(frame as u32, self.next_gen());
             for batch in data.chunks(frame * BATCH_FRAMES) {
                 let chunks: Vec<&[u8]> = batch.chunks(frame).collect();
                 w.write(&self.store, &chunks)?;
@@ -163,13 +160,13 @@ impl Lockbox {
         member: Member,
         r: &mut impl Read,
     ) -> Result<(Content, u64)> {
-        let frame = self.header.frame_size as usize;
+        let frame = self.data_frame_size() as usize;
         let mut buf = vec![0u8; frame * BATCH_FRAMES];
         let first = fill(r, &mut buf[..frame])?;
         if first < frame {
             return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
         }
-        let mut w = FrameWriter::new(self.header.frame_size, self.next_gen());
+        let mut w = FrameWriter::new(frame as u32, self.next_gen());
         let mut filled = first;
         let mut total = 0u64;
         loop {
@@ -358,8 +355,8 @@ impl Lockbox {
             for (k, r) in moving {
                 let mut nk = tk.clone();
                 nk.extend_from_slice(&k[fk.len()..]);
-                if matches!(r.content, Content::Pending { pack_id, .. } if pack_id == lb.pack.id) {
-                    lb.pack.members.push(Member::Toc(nk.clone()));
+                if let Content::Pending { pack_id, .. } = r.content {
+                    lb.pack.add_member(pack_id, Member::Toc(nk.clone()));
                 }
                 lb.toc.insert(nk, Some(r));
             }
@@ -420,14 +417,17 @@ impl Lockbox {
     /// lockbox.
     pub(crate) fn check_plausible_len(&self, r: &Record) -> Result<()> {
         let len = r.len;
-        let file = self.store.tail().max(self.store.backend().len()?);
         let bad = |what: &str| {
             Err(Error::corrupt(
                 format!("entry length does not fit its content: {what}"),
                 0,
             ))
         };
-        if len > file.saturating_mul(4096) {
+        // The tail is known without a system call; the file's length is
+        // only asked for when the tail alone would refuse the record.
+        if len > self.store.tail().saturating_mul(4096)
+            && len > self.store.backend().len()?.saturating_mul(4096)
+        {
             return bad("longer than this lockbox could hold");
         }
         if let (
@@ -448,14 +448,35 @@ impl Lockbox {
     }
 
     pub(crate) fn read_record(&self, r: &Record, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let pending: &[u8] = match r.content {
-            Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
-            Content::Pending { .. } => {
-                return Err(Error::corrupt("staged content lost its pack", 0));
-            }
-            _ => &[],
-        };
-        read::read_at(&self.store, &r.content, r.len, offset, buf, pending)
+        read::read_at(
+            &self.store,
+            &r.content,
+            r.len,
+            offset,
+            buf,
+            self.pending(r)?,
+        )
+    }
+
+    /// Hands the whole content of `r` to `f` frame by frame, uncopied
+    /// (see `data::read::visit`).
+    pub(crate) fn visit_record(
+        &self,
+        r: &Record,
+        f: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        read::visit(&self.store, &r.content, r.len, self.pending(r)?, f)
+    }
+
+    /// The in-memory pack a staged record's bytes are in, if any.
+    fn pending(&self, r: &Record) -> Result<&[u8]> {
+        match r.content {
+            Content::Pending { pack_id, .. } => self
+                .pack
+                .buf(pack_id)
+                .ok_or_else(|| Error::corrupt("staged content lost its pack", 0)),
+            _ => Ok(&[]),
+        }
     }
 
     /// The whole content of the file at `path`, in one allocation of

@@ -36,10 +36,10 @@ impl Lockbox {
             .filter(|&l| l <= MAX_VAR_LEN)
             .ok_or_else(|| Error::corrupt("variable longer than the limit", 0))?;
         let pending: &[u8] = match r.content {
-            Content::Pending { pack_id, .. } if pack_id == self.pack.id => &self.pack.buf,
-            Content::Pending { .. } => {
-                return Err(Error::corrupt("staged variable lost its pack", 0));
-            }
+            Content::Pending { pack_id, .. } => self
+                .pack
+                .buf(pack_id)
+                .ok_or_else(|| Error::corrupt("staged variable lost its pack", 0))?,
             _ => &[],
         };
         let mut out = vec![0u8; len];

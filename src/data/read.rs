@@ -89,3 +89,60 @@ fn exact(n: usize, want: usize, at: u64) -> Result<usize> {
     }
     Ok(n)
 }
+
+/// Hands all of a content `len` bytes long to `f` in order, a frame at a
+/// time, as `f(offset, bytes)`, straight from the decoded frame (no copy):
+/// extraction writes each piece where it belongs. `pending` is as for
+/// [`read_at`]. Checks every frame's length against the layout and that
+/// the pieces add up to `len`.
+pub fn visit(
+    store: &Store,
+    content: &Content,
+    len: u64,
+    pending: &[u8],
+    mut f: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let nframes = content.check_layout(len)?;
+    match content {
+        Content::Empty => Ok(()),
+        Content::Inline(b) => f(0, piece(b, 0, len, 0)?),
+        Content::Pending { offset, .. } => f(0, piece(pending, *offset, len, 0)?),
+        Content::Packed { frame, offset } => store.with_frame(frame, |bytes| {
+            f(0, piece(bytes, *offset, len, frame.offset)?)
+        }),
+        Content::Frames {
+            frame_size,
+            depth,
+            root,
+        } => {
+            let fs = *frame_size as u64;
+            let n = nframes.unwrap_or(0);
+            for i in 0..n {
+                let ptr = locate(store, *depth, root, i)?;
+                let expect = if i + 1 == n { len - i * fs } else { fs };
+                if ptr.raw_len as u64 != expect {
+                    return Err(Error::corrupt(
+                        "frame length differs from the file's layout",
+                        ptr.offset,
+                    ));
+                }
+                store.with_frame(&ptr, |bytes| {
+                    if bytes.len() as u64 != expect {
+                        return Err(Error::corrupt("frame shorter than its length", ptr.offset));
+                    }
+                    f(i * fs, bytes)
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Bytes `[start, start + len)` of `bytes`.
+fn piece(bytes: &[u8], start: u32, len: u64, at: u64) -> Result<&[u8]> {
+    let s = start as usize;
+    usize::try_from(len)
+        .ok()
+        .and_then(|l| bytes.get(s..s.checked_add(l)?))
+        .ok_or_else(|| Error::corrupt("content shorter than its length", at))
+}
