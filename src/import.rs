@@ -134,17 +134,23 @@ struct Loaded {
 
 fn read_exact_len(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
     let mut f = File::open(path)?;
-    // Allocated once at the known length; one more byte detects growth.
-    let mut buf = Vec::with_capacity(len as usize + 1);
-    (&mut f).take(len + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > len {
-        // The file grew since it was listed: take all of it.
-        f.read_to_end(&mut buf)?;
+    // Allocated once at the listed length and read without an extra call
+    // to probe for the end (one `read` per small file): like tar, a file
+    // is stored with the length it had when its directory was listed; one
+    // that shrank since is reported as unreadable.
+    // `take` ends the read at `len` without asking the system again.
+    let mut buf = Vec::with_capacity(len as usize);
+    (&mut f).take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the file shrank while it was imported",
+        ));
     }
     Ok(buf)
 }
 
-/// Reads `batch` on the scoped worker threads, keeping order.
+/// Reads `batch` on the worker threads, keeping order.
 fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
     par_map_owned(batch, |(key, source, meta)| {
         let data = read_exact_len(&source, meta.len());

@@ -522,16 +522,15 @@ impl Lockbox {
     }
 
     fn copy_record(&self, r: &Record, out: &mut impl Write) -> Result<u64> {
-        let chunk = (self.header.frame_size as u64).min(r.len.max(1)) as usize;
-        let mut buf = vec![0u8; chunk];
+        self.check_plausible_len(r)?;
         let mut done = 0u64;
-        while done < r.len {
-            let n = self.read_record(r, done, &mut buf)?;
-            if n == 0 {
-                return Err(Error::corrupt("file shorter than its length", 0));
-            }
-            out.write_all(&buf[..n])?;
-            done += n as u64;
+        self.visit_record(r, |_, bytes| {
+            out.write_all(bytes)?;
+            done += bytes.len() as u64;
+            Ok(())
+        })?;
+        if done != r.len {
+            return Err(Error::corrupt("file shorter than its length", 0));
         }
         Ok(done)
     }

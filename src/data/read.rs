@@ -4,7 +4,12 @@
 use super::frames::locate;
 use crate::error::{Error, Result};
 use crate::format::entry::Content;
+use crate::par::par_map;
 use crate::storage::store::Store;
+
+/// Frames of one file decoded together by [`visit`]: enough to keep every
+/// core busy, few enough to bound memory (8 × 1 MiB at most).
+const VISIT_BATCH: u64 = 8;
 
 /// Copies bytes `[offset, offset + buf.len())` of content `len` bytes long
 /// into `buf`; returns how many (fewer at the end, 0 past it). `pending`
@@ -117,21 +122,36 @@ pub fn visit(
         } => {
             let fs = *frame_size as u64;
             let n = nframes.unwrap_or(0);
-            for i in 0..n {
-                let ptr = locate(store, *depth, root, i)?;
-                let expect = if i + 1 == n { len - i * fs } else { fs };
-                if ptr.raw_len as u64 != expect {
-                    return Err(Error::corrupt(
-                        "frame length differs from the file's layout",
-                        ptr.offset,
-                    ));
+            let mut i = 0;
+            while i < n {
+                // A batch of frames is decrypted and decompressed on the
+                // worker threads, then handed over in order.
+                let batch = (n - i).min(VISIT_BATCH);
+                let mut ptrs = Vec::with_capacity(batch as usize);
+                for j in i..i + batch {
+                    let ptr = locate(store, *depth, root, j)?;
+                    let expect = if j + 1 == n { len - j * fs } else { fs };
+                    if ptr.raw_len as u64 != expect {
+                        return Err(Error::corrupt(
+                            "frame length differs from the file's layout",
+                            ptr.offset,
+                        ));
+                    }
+                    ptrs.push(ptr);
                 }
-                store.with_frame(&ptr, |bytes| {
-                    if bytes.len() as u64 != expect {
+                let decoded = if batch == 1 {
+                    vec![store.with_frame(&ptrs[0], |b| Ok(b.to_vec()))]
+                } else {
+                    par_map(&ptrs, |p| store.with_frame(p, |b| Ok(b.to_vec())))
+                };
+                for (j, (bytes, ptr)) in decoded.into_iter().zip(&ptrs).enumerate() {
+                    let bytes = bytes?;
+                    if bytes.len() != ptr.raw_len as usize {
                         return Err(Error::corrupt("frame shorter than its length", ptr.offset));
                     }
-                    f(i * fs, bytes)
-                })?;
+                    f((i + j as u64) * fs, &bytes)?;
+                }
+                i += batch;
             }
             Ok(())
         }
