@@ -331,7 +331,8 @@ impl Lockbox {
             0,
             RECORD_LEN as u32,
         );
-        let Ok((0, body)) = seal::open(&self.store.keys().commit, &aad, &mut buf, off) else {
+        let Ok((0, body)) = seal::open(&self.store.keys().commit.cipher, &aad, &mut buf, off)
+        else {
             return Ok(None);
         };
         Ok(CommitRecord::decode(body, off)
@@ -399,7 +400,7 @@ impl Lockbox {
             0,
             RECORD_LEN as u32,
         );
-        p.seal(&self.store.keys().commit, &aad)?;
+        p.seal(&self.store.keys().commit, self.store.archive_id(), &aad)?;
         self.store.backend().write_at(off, &p.buf)?;
         Ok(p.buf.len() as u64)
     }

@@ -25,7 +25,7 @@ use crate::format::commit::TreeRoot;
 use crate::format::entry::{Content, Record, VarRecord};
 use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
-use crate::storage::alloc::{Allocator, decode_extent};
+use crate::storage::alloc::{Allocator, decode_extent, overlaps};
 use crate::storage::store::Store;
 
 const TAG_TOC: u8 = b'T';
@@ -206,15 +206,50 @@ impl Lockbox {
         Ok(list)
     }
 
-    /// The persisted free-space index, each extent checked.
+    /// The persisted free-space index, checked before anything is
+    /// allocated from it or zeroed because of it. A hostile index must not
+    /// make a commit write over live regions, or one byte be handed out
+    /// twice: each extent lies inside the data area, in offset order, and
+    /// overlaps no other extent, no extent of the last redaction list (also
+    /// released into the allocator) and no region the commit record points
+    /// at. Those are cheap (the record names a handful of regions). A free
+    /// extent over a deeper live region (a frame, an inner node) is only
+    /// found by `verify`, which walks everything: doing that here would make
+    /// a handle's first change cost a walk of the whole archive. Such an
+    /// overlap can make a commit overwrite the region, which then reads as
+    /// `Corrupt`, never as other data.
     pub(crate) fn free_extents(&self) -> Result<Vec<(u64, u64)>> {
-        let mut out = Vec::new();
+        let mut out: Vec<(u64, u64)> = Vec::new();
         for item in Cursor::new(&self.store, Kind::FreeNode, &self.committed.free, &[], None)? {
             let (k, v) = item?;
             let e =
                 decode_extent(&k, &v).ok_or_else(|| Error::corrupt("bad free-space entry", 0))?;
-            self.check_extent(e, 0)?;
+            self.check_extent(e, e.0)?;
+            if out.last().is_some_and(|&(o, l)| e.0 < o + l) {
+                return Err(Error::corrupt("free extents overlap", e.0));
+            }
             out.push(e);
+        }
+        let c = &self.committed;
+        let roots = [&c.toc, &c.vars, &c.packs, &c.free]
+            .into_iter()
+            .filter_map(|t| t.root)
+            .chain(c.redact);
+        for p in roots {
+            if overlaps(&out, p.offset, p.len as u64) {
+                return Err(Error::corrupt(
+                    "free extent over a region the commit record points at",
+                    p.offset,
+                ));
+            }
+        }
+        for (o, l) in self.redact_list()?.all() {
+            if overlaps(&out, o, l) {
+                return Err(Error::corrupt(
+                    "free extent over an extent of the redaction list",
+                    o,
+                ));
+            }
         }
         Ok(out)
     }

@@ -19,6 +19,13 @@ use crate::path::from_key;
 use crate::space::pack_key;
 use crate::storage::alloc::decode_extent;
 
+/// The spans that tile the data area, as named in `verify`'s errors.
+const SPAN_KINDS: [&str; 3] = [
+    "a reachable region",
+    "a free extent",
+    "an extent of the redaction list",
+];
+
 /// A verification's report, reachable spans, and (when collected) plaintexts.
 type Walked = (VerifyReport, Vec<(u64, u64)>, Vec<Vec<u8>>);
 
@@ -96,10 +103,14 @@ impl Lockbox {
                 0,
             ));
         }
-        let mut spans: Vec<(u64, u64)> = std::mem::take(&mut w.regions);
+        // (start, end, what): what indexes SPAN_KINDS.
+        let mut spans: Vec<(u64, u64, usize)> = std::mem::take(&mut w.regions)
+            .into_iter()
+            .map(|(s, e)| (s, e, 0))
+            .collect();
         let mut pending: Vec<(u64, u64)> = Vec::new();
         if let Some(p) = &c.redact {
-            spans.push((p.offset, p.end()));
+            spans.push((p.offset, p.end(), 0));
             w.report.regions += 1;
             let raw = self.store.read_plain(Kind::RedactList, p)?;
             let list = crate::space::RedactList::decode(&raw, p.offset)?;
@@ -108,23 +119,40 @@ impl Lockbox {
             }
             pending = list.all().map(|(o, l)| (o, o.saturating_add(l))).collect();
         }
-        let reachable: Vec<(u64, u64)> = spans.clone();
+        let reachable: Vec<(u64, u64)> = spans.iter().map(|&(s, e, _)| (s, e)).collect();
         w.report.pending_bytes = pending.iter().map(|(o, e)| e - o).sum();
-        spans.extend(pending);
+        spans.extend(pending.into_iter().map(|(s, e)| (s, e, 2)));
         w.report.free_bytes = w.free.iter().map(|(o, e)| e - o).sum();
-        spans.extend(w.free.iter().copied());
+        spans.extend(w.free.iter().map(|&(s, e)| (s, e, 1)));
         // Reachable regions, free extents and the redaction list tile the
-        // data area exactly: nothing overlaps, nothing is lost.
+        // data area exactly: nothing overlaps, nothing is lost. The error
+        // names the two kinds of span that collide, so a hostile free-space
+        // index shows as such.
         spans.sort_unstable();
         let mut at = DATA_START;
-        for (start, end) in spans {
+        let mut prev: Option<usize> = None;
+        for (start, end, what) in spans {
             if start < at {
-                return Err(Error::corrupt("two regions or extents overlap", start));
+                let msg = match prev {
+                    None => format!(
+                        "{} starts before the data area (header, key or commit slots)",
+                        SPAN_KINDS[what]
+                    ),
+                    Some(p) => format!("{} overlaps {}", SPAN_KINDS[what], SPAN_KINDS[p]),
+                };
+                return Err(Error::corrupt(msg, start));
+            }
+            if end > c.data_end {
+                return Err(Error::corrupt(
+                    format!("{} ends past the committed end", SPAN_KINDS[what]),
+                    start,
+                ));
             }
             if start > at {
                 return Err(Error::corrupt("space neither used nor free (leaked)", at));
             }
             at = end;
+            prev = Some(what);
         }
         if at != c.data_end {
             return Err(Error::corrupt(

@@ -560,6 +560,10 @@ struct Played {
     /// The acceptable sets of extra keys: the current one, or, for a crash
     /// in `add_key`/`remove_key`, the sets before and after it.
     keys: Vec<Keys>,
+    /// The archive's id (`None`: create crashed), under which the nonce
+    /// recorder files its sealings and those of every image reopened from
+    /// it.
+    archive: Option<[u8; 16]>,
 }
 
 /// The builder of a seed: odd seeds use 1 KiB B-tree nodes, so their trees
@@ -609,6 +613,7 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                             new: None,
                             past_commit_point: false,
                             keys: vec![Keys::new()],
+                            archive: None,
                         });
                     }
                     return Err(format!("create_on failed without a crash: {e:?}"));
@@ -645,6 +650,7 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                         new: None,
                         past_commit_point: false,
                         keys: vec![keys.clone()],
+                        archive: None,
                     });
                 }
                 Err(e) => return Err(format!("open_on of the recovered image failed: {e:?}")),
@@ -662,6 +668,7 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
         }
     };
     let create_ops = be.ops();
+    let archive = Some(lockbox::testing::archive_id(&lb));
     let mut staged = committed.clone();
     let mut spans = Vec::new();
     for (i, op) in ops.iter().enumerate() {
@@ -752,6 +759,7 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                 new,
                 past_commit_point,
                 keys,
+                archive,
             });
         }
         if let Err(e) = r {
@@ -809,6 +817,7 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
         new: None,
         past_commit_point: false,
         keys: vec![keys],
+        archive,
     })
 }
 
@@ -837,7 +846,27 @@ struct Tally {
     matched_old: u64,
     matched_new: u64,
     recovered_commits: u64,
+    /// Sealings checked for a repeated (subkey, nonce) pair, and the
+    /// recording they come from (set by `run_part`).
+    nonce_pairs: u64,
+    nonces: Option<lockbox::testing::Recording>,
     failures: Vec<String>,
+}
+
+impl Tally {
+    /// Checks the sealings of a run started by `Start::Create` (its own
+    /// archive) and of every image reopened and written from it, nested
+    /// sweeps included: recovered images continue with the same keys, so a
+    /// nonce derived from the state or replayed would repeat here.
+    fn check_nonces(&mut self, label: &str, archive: Option<[u8; 16]>) {
+        let (Some(rec), Some(id)) = (&self.nonces, archive) else {
+            return;
+        };
+        match take_nonce_pairs(rec, &id) {
+            Ok(n) => self.nonce_pairs += n as u64,
+            Err(e) => self.failures.push(format!("{label}: {e}")),
+        }
+    }
 }
 
 /// Opens an image and checks it shows exactly one of `cands` and verifies.
@@ -956,6 +985,12 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
         }
     };
     t.sequences += 1;
+    // Nested sweeps (depth > 0) start from an image of their parent's
+    // archive: the parent checks their sealings with its own.
+    let own_archive = matches!(start, Start::Create);
+    if own_archive {
+        t.check_nonces(&format!("{label}: run without crash"), full.archive);
+    }
     let total = full.be.ops();
     let mut rng = XorShift::new(seed ^ 0xC4A5_4C4A_5400 ^ (total << 32) ^ depth as u64);
     // crashes in create are `crash_during_create`'s; an open's writes count
@@ -980,7 +1015,12 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
                 op_name(ops, op_idx)
             );
             match catch_unwind(AssertUnwindSafe(|| play(seed, start, ops, Some(n)))) {
-                Ok(Ok(p)) if p.crashed_in.is_none() && tries < 5 => continue,
+                Ok(Ok(p)) if p.crashed_in.is_none() && tries < 5 => {
+                    if own_archive {
+                        t.check_nonces(&at, p.archive);
+                    }
+                    continue;
+                }
                 Ok(Ok(p)) => break Some(p),
                 Ok(Err(e)) => t.failures.push(format!("{at}: {e}")),
                 Err(p) => t
@@ -992,6 +1032,9 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
         let Some(played) = played else { continue };
         let Some(op_idx) = played.crashed_in else {
             t.unreached += 1;
+            if own_archive {
+                t.check_nonces(label, played.archive);
+            }
             continue;
         };
         if op_idx
@@ -1100,6 +1143,9 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
                     .push(format!("{}: panic: {}", ctx(), panic_message(&*p))),
             }
         }
+        if own_archive {
+            t.check_nonces(&format!("{label}, crash at backend op {n}"), played.archive);
+        }
     }
 }
 
@@ -1112,7 +1158,10 @@ const NESTED_OPS: usize = 5;
 
 fn run_part(part: u64, parts: u64) {
     let started = Instant::now();
-    let mut t = Tally::default();
+    let mut t = Tally {
+        nonces: Some(lockbox::testing::start_recording()),
+        ..Tally::default()
+    };
     for seed in (0..SEEDS).filter(|s| s % parts == part) {
         run_seed(seed, OPS_PER_SEED, &mut t);
     }
@@ -1123,8 +1172,8 @@ fn run_part(part: u64, parts: u64) {
          {} at a sync), {images} images {:?}; matched old {} / new {}; {} commits after \
          recovery; \
          {} crash points after a commit point (RedactionPending: new state only); {} replays \
-         crashed in another op than the first run, {} crash points not reached; {} failures; \
-         {:.1?}",
+         crashed in another op than the first run, {} crash points not reached; {} sealings \
+         checked for a repeated (subkey, nonce) pair; {} failures; {:.1?}",
         t.sequences,
         t.crash_points,
         t.crash_points_after_recovery,
@@ -1139,6 +1188,7 @@ fn run_part(part: u64, parts: u64) {
         t.past_commit_point,
         t.moved,
         t.unreached,
+        t.nonce_pairs,
         t.failures.len(),
         started.elapsed()
     );
@@ -1184,6 +1234,8 @@ fn crash_during_create() {
     let mut rng = XorShift::new(99);
     let (mut points, mut imgs, mut opened, mut refused) = (0, 0, 0, BTreeMap::<&str, u64>::new());
     let mut failures = Vec::new();
+    let nonces = lockbox::testing::start_recording();
+    let mut nonce_pairs = 0;
     for n in 0..create_ops {
         let be = CrashBackend::new(Some(n));
         match Lockbox::builder().create_on(Box::new(be.clone()), key()) {
@@ -1204,8 +1256,14 @@ fn crash_during_create() {
             }
             (d.durable.clone(), pending, d.crash_op)
         };
+        // The archive id from the header (public bytes 16..32), if an
+        // image has one: the opens below may write (finish the redaction).
+        let mut archive: Option<[u8; 16]> = None;
         for img in images(&durable, &pending, &mut rng) {
             imgs += 1;
+            if archive.is_none() && img.bytes.get(..8) == Some(b"LOCKBOX\x1a") {
+                archive = img.bytes.get(16..32).and_then(|b| b.try_into().ok());
+            }
             let what = format!(
                 "crash at create op {n} ({crash_op}), image {} {}",
                 img.kind, img.note
@@ -1227,10 +1285,17 @@ fn crash_during_create() {
                 Err(p) => failures.push(format!("{what}: panic: {}", panic_message(&*p))),
             }
         }
+        if let Some(id) = archive {
+            match take_nonce_pairs(&nonces, &id) {
+                Ok(k) => nonce_pairs += k,
+                Err(e) => failures.push(format!("crash at create op {n}: {e}")),
+            }
+        }
     }
     println!(
         "[crash] create: {points} crash points, {imgs} images; {opened} opened as the empty \
-         first commit, refused with typed errors: {refused:?}"
+         first commit, refused with typed errors: {refused:?}; {nonce_pairs} sealings, no \
+         (subkey, nonce) pair repeated"
     );
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
 }

@@ -433,12 +433,22 @@ struct Runner {
     check_rng: XorShift,
     /// "op -> outcome" counts, to show what a run exercised.
     tally: BTreeMap<String, usize>,
+    /// Every sealing of this run's archive (compacted copies and reopened
+    /// files included: same id, same keys), checked for a repeated
+    /// (subkey, nonce) pair by `check_nonces`.
+    nonces: lockbox::testing::Recording,
+    archive: [u8; 16],
 }
 
 impl Runner {
     fn new(backend: Backend, label: String, verify_every_commit: bool, seed: u64) -> Self {
+        let nonces = lockbox::testing::start_recording();
+        let h = KHarness::create(backend);
+        let archive = lockbox::testing::archive_id(h.lb());
         Runner {
-            h: KHarness::create(backend),
+            nonces,
+            archive,
+            h,
             committed: State::default(),
             staged: State::default(),
             log: Vec::new(),
@@ -476,6 +486,15 @@ impl Runner {
 
     fn fail(&self, msg: String) -> ! {
         panic!("{msg}\n{}", self.ctx())
+    }
+
+    /// Asserts that no (subkey, nonce) pair of this run's archive repeats;
+    /// returns how many sealings were checked (and starts a new count).
+    fn check_nonces(&mut self) -> usize {
+        match take_nonce_pairs(&self.nonces, &self.archive) {
+            Ok(n) => n,
+            Err(e) => self.fail(e),
+        }
     }
 
     /// `verify()`, and the redaction invariants `inspect()` reports: both
@@ -1029,8 +1048,13 @@ fn run_seed(seed: u64, ops: usize) -> BTreeMap<String, usize> {
     if verify {
         r.verify();
     }
+    let pairs = r.check_nonces();
+    r.tally.insert(NONCE_PAIRS.into(), pairs);
     r.tally
 }
+
+/// Tally key of the sealings checked for a repeated (subkey, nonce) pair.
+const NONCE_PAIRS: &str = "(subkey, nonce) pairs checked";
 
 const SEQUENCES: u64 = 400;
 const OPS: usize = 60;
@@ -1043,8 +1067,10 @@ fn run_range(part: u64, parts: u64) {
             *tally.entry(k).or_default() += v;
         }
     }
+    let pairs = tally.remove(NONCE_PAIRS).unwrap_or(0);
     eprintln!(
-        "[model] part {part}: {} sequences of {OPS} ops; outcomes: {tally:?}",
+        "[model] part {part}: {} sequences of {OPS} ops; {pairs} sealings, no (subkey, nonce) \
+         pair repeated; outcomes: {tally:?}",
         per
     );
 }
@@ -1123,6 +1149,10 @@ fn directed_rules() {
         for op in script {
             r.step(op);
         }
+        let pairs = r.check_nonces();
+        eprintln!(
+            "[model] directed ({backend:?}): {pairs} sealings, no (subkey, nonce) pair repeated"
+        );
     }
 }
 
@@ -1170,7 +1200,12 @@ fn directed_keys_and_compact() {
         for op in script {
             r.step(op);
         }
-        eprintln!("[model] directed keys ({backend:?}): {:?}", r.tally);
+        let pairs = r.check_nonces();
+        eprintln!(
+            "[model] directed keys ({backend:?}): {pairs} sealings, no (subkey, nonce) pair \
+             repeated; {:?}",
+            r.tally
+        );
     }
 }
 
@@ -1220,6 +1255,7 @@ mod prop {
             }
             r.step(Op::Commit);
             r.step(Op::Reopen);
+            r.check_nonces();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Nonce and key hygiene.
 //!
-//! No hook exposes nonces, so they are read from the bytes: every region
+//! Nonces are read from the bytes (not from the recorder hook that the
+//! model and crash suites use, `testing::start_recording`): every region
 //! reachable from each commit is found with `fuzz/src/forge.rs` (an
 //! independent reader of the format that unwraps the master key from a
 //! raw-key slot), and every write the lockbox makes is recorded by a

@@ -56,15 +56,38 @@ impl MasterKey {
     }
 }
 
+/// A subkey that seals regions: its cipher, and a short identity for the
+/// test-only nonce recorder (`testing::start_recording`). The identity is
+/// a one-way hash of the subkey, not the key: it is computed once here, so
+/// a seal that is not being recorded pays nothing for it.
+pub(crate) struct SealKey {
+    pub cipher: XChaCha20Poly1305,
+    pub id: KeyId,
+}
+
+/// Identity of a sealing key in the nonce recorder.
+pub type KeyId = [u8; 16];
+
+/// The recorder's identity of `key`: 128 bits of a BLAKE3 derivation from
+/// it. Compacted copies and reopened images derive the same subkeys from
+/// the same master key, so they get the same identity, which is what lets
+/// the recorder see a nonce repeated across them.
+pub(crate) fn key_id(key: &[u8; 32]) -> KeyId {
+    let full = blake3::derive_key("lockbox v1 2026-11 test-only key identity", key);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&full[..16]);
+    id
+}
+
 /// The subkeys derived from the master key, one per purpose, so the master
 /// key itself never encrypts anything.
 pub(crate) struct SubKeys {
     /// Seals metadata: TOC and variable nodes, frame indexes.
-    pub meta: XChaCha20Poly1305,
+    pub meta: SealKey,
     /// Seals file-data frames.
-    pub data: XChaCha20Poly1305,
+    pub data: SealKey,
     /// Seals the commit slots.
-    pub commit: XChaCha20Poly1305,
+    pub commit: SealKey,
     /// Keys content hashes (deduplication).
     #[allow(dead_code)]
     pub hash: Zeroizing<[u8; 32]>,
@@ -74,17 +97,20 @@ fn derive(context: &str, master: &MasterKey) -> Zeroizing<[u8; 32]> {
     Zeroizing::new(blake3::derive_key(context, &master.0[..]))
 }
 
-fn cipher(context: &str, master: &MasterKey) -> XChaCha20Poly1305 {
+fn seal_key(context: &str, master: &MasterKey) -> SealKey {
     let k = derive(context, master);
-    XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*k))
+    SealKey {
+        cipher: XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*k)),
+        id: key_id(&k),
+    }
 }
 
 impl SubKeys {
     pub fn derive(master: &MasterKey) -> SubKeys {
         SubKeys {
-            meta: cipher("lockbox v1 2026-11 metadata pages", master),
-            data: cipher("lockbox v1 2026-11 data frames", master),
-            commit: cipher("lockbox v1 2026-11 commit slots", master),
+            meta: seal_key("lockbox v1 2026-11 metadata pages", master),
+            data: seal_key("lockbox v1 2026-11 data frames", master),
+            commit: seal_key("lockbox v1 2026-11 commit slots", master),
             hash: derive("lockbox v1 2026-11 content hash", master),
         }
     }

@@ -7,6 +7,7 @@
 
 use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
 
+use crate::crypto::keys::SealKey;
 use crate::error::{Error, Result};
 use crate::format::FORMAT_VERSION;
 
@@ -98,13 +99,16 @@ impl Prepared {
         self.buf.len() + TAG_LEN
     }
 
-    /// Encrypts in place with a fresh random nonce; returns the tag. After
-    /// this `buf` is the whole sealed region.
-    pub fn seal(&mut self, cipher: &XChaCha20Poly1305, aad: &[u8]) -> Result<[u8; 16]> {
+    /// Encrypts in place with a fresh random nonce under `key`, for the
+    /// archive `archive_id`; returns the tag. After this `buf` is the whole
+    /// sealed region.
+    pub fn seal(&mut self, key: &SealKey, archive_id: &[u8; 16], aad: &[u8]) -> Result<[u8; 16]> {
         fill_random(&mut self.buf[..NONCE_LEN])?;
         let (nonce, body) = self.buf.split_at_mut(NONCE_LEN);
+        crate::testing::on_seal(archive_id, &key.id, nonce);
         let nonce = XNonce::try_from(&*nonce).map_err(|_| Error::corrupt("nonce length", 0))?;
-        let tag = cipher
+        let tag = key
+            .cipher
             .encrypt_inout_detached(&nonce, aad, body.into())
             .map_err(|_| Error::LimitExceeded {
                 what: "region too large to encrypt".into(),

@@ -162,6 +162,12 @@ impl Slot {
         let mut nonce = [0u8; 24];
         fill_random(&mut nonce)?;
         let wk = wrapping_key(key, kind, &kdf, &salt)?.ok_or(Error::WrongKey)?;
+        if crate::testing::recording() {
+            // Each slot has its own wrapping key (its own salt): its own
+            // identity in the recorder. Hashed only while recording.
+            let id = crate::crypto::keys::key_id(&wk);
+            crate::testing::on_seal(archive_id, &id, &nonce);
+        }
         let cipher = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*wk));
         let mut wrapped = *master.0;
         let tag = cipher

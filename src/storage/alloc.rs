@@ -175,9 +175,37 @@ pub fn decode_extent(key: &[u8], value: &[u8]) -> Option<(u64, u64)> {
     (len > 0).then_some((off, len))
 }
 
+/// Whether `[off, off + len)` overlaps any extent of `sorted`, which is
+/// sorted by offset with no two extents overlapping.
+pub fn overlaps(sorted: &[(u64, u64)], off: u64, len: u64) -> bool {
+    let end = off.saturating_add(len);
+    // The last extent starting before `end` is the only one that can
+    // reach into the span: the ones before it end where it starts.
+    let i = sorted.partition_point(|&(o, _)| o < end);
+    i > 0 && {
+        let (o, l) = sorted[i - 1];
+        len > 0 && o.saturating_add(l) > off
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlap_with_sorted_extents() {
+        let s = [(100, 50), (200, 10)];
+        assert!(!overlaps(&s, 0, 100));
+        assert!(overlaps(&s, 0, 101));
+        assert!(overlaps(&s, 149, 1));
+        assert!(!overlaps(&s, 150, 50));
+        assert!(overlaps(&s, 150, 51));
+        assert!(overlaps(&s, 120, 5));
+        assert!(overlaps(&s, 50, 1000));
+        assert!(!overlaps(&s, 210, u64::MAX));
+        assert!(!overlaps(&s, 120, 0));
+        assert!(!overlaps(&[], 0, 10));
+    }
 
     #[test]
     fn best_fit_merge_and_diff() {

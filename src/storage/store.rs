@@ -5,12 +5,10 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chacha20poly1305::XChaCha20Poly1305;
-
 use super::alloc::Allocator;
 use super::backend::{Backend, Counted, IoStats};
 use super::cache::{Cache, CacheStats, Cached};
-use crate::crypto::keys::SubKeys;
+use crate::crypto::keys::{SealKey, SubKeys};
 use crate::crypto::seal::{self, Kind, Prepared};
 use crate::error::{Error, Result};
 use crate::format::bytes::{Put, Reader};
@@ -74,7 +72,7 @@ pub struct Store {
     pub level: i32,
 }
 
-fn cipher_for(keys: &SubKeys, kind: Kind) -> &XChaCha20Poly1305 {
+fn cipher_for(keys: &SubKeys, kind: Kind) -> &SealKey {
     match kind {
         Kind::Frame => &keys.data,
         Kind::Commit => &keys.commit,
@@ -246,7 +244,7 @@ impl Store {
             prepared.iter_mut().zip(offsets.iter().copied()).collect();
         let tags = par_map_owned(work, |(p, off)| {
             let aad = seal::aad(&id, kind, off, generation, p.raw_len);
-            p.seal(cipher, &aad)
+            p.seal(cipher, &id, &aad)
         })
         .into_iter()
         .collect::<Result<Vec<_>>>()?;
@@ -398,7 +396,8 @@ impl Store {
                 ptr.generation,
                 ptr.raw_len,
             );
-            let (codec, body) = seal::open(cipher_for(&self.keys, kind), &aad, cbuf, ptr.offset)?;
+            let (codec, body) =
+                seal::open(&cipher_for(&self.keys, kind).cipher, &aad, cbuf, ptr.offset)?;
             let mut m = Memo {
                 archive_id: self.archive_id,
                 kind,

@@ -598,3 +598,35 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         "(non-string panic payload)".into()
     }
 }
+
+// ---------------------------------------------------------------------------
+// The (subkey, nonce) recorder
+// ---------------------------------------------------------------------------
+
+/// Takes the sealings `lockbox::testing` recorded for `archive` (and its
+/// compacted copies and reopened images, which keep its id and keys).
+/// Returns how many there were, or an error naming the (subkey, nonce)
+/// pairs used twice.
+pub fn take_nonce_pairs(
+    rec: &lockbox::testing::Recording,
+    archive: &[u8; 16],
+) -> Result<usize, String> {
+    let got = rec.take(archive);
+    if got.repeats().is_empty() {
+        return Ok(got.sealings());
+    }
+    let shown: Vec<String> = got
+        .repeats()
+        .iter()
+        .take(5)
+        .map(|(k, n)| {
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            format!("subkey {} nonce {}", hex(k), hex(n))
+        })
+        .collect();
+    Err(format!(
+        "{} of {} sealings reused a (subkey, nonce) pair, e.g. {shown:?}",
+        got.repeats().len(),
+        got.sealings()
+    ))
+}
