@@ -21,10 +21,11 @@ use crate::options::Progress;
 use crate::par::par_map_owned;
 use crate::path::{normalize, to_key};
 
-/// Small files read together by the worker threads.
+/// Regular files loaded together by the worker threads.
 const BATCH_FILES: usize = 256;
-/// Bytes of small files read together.
-const BATCH_BYTES: u64 = 8 << 20;
+/// Files smaller than this are read whole by the workers (a batch holds at
+/// most 256 × 64 KiB); larger ones are streamed by the writer.
+const LOAD_MAX: u64 = 64 << 10;
 
 /// How `add_path` treats what it cannot store.
 #[derive(Clone, Debug, Default)]
@@ -124,21 +125,29 @@ fn record(kind: EntryKind, meta: &Metadata, len: u64, content: Content) -> Recor
     }
 }
 
-/// One small file read by a worker.
+/// One regular file opened, stat'ed and (if small) read by a worker.
 struct Loaded {
     key: Vec<u8>,
-    meta: Metadata,
-    data: std::io::Result<Vec<u8>>,
+    /// Its metadata and bytes; `None` bytes: too large to read whole, to
+    /// be streamed by the writer.
+    data: std::io::Result<(Metadata, Option<Vec<u8>>)>,
     source: PathBuf,
 }
 
-fn read_exact_len(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+/// Opens `path`, takes its metadata from the open file (the system call a
+/// stat before the open would cost anyway, but on a worker), and reads it
+/// whole if it is smaller than `small`.
+fn load(path: &Path, small: u64) -> std::io::Result<(Metadata, Option<Vec<u8>>)> {
     let mut f = File::open(path)?;
-    // Allocated once at the listed length and read without an extra call
-    // to probe for the end (one `read` per small file): like tar, a file
-    // is stored with the length it had when its directory was listed; one
-    // that shrank since is reported as unreadable.
-    // `take` ends the read at `len` without asking the system again.
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() >= small {
+        return Ok((meta, None));
+    }
+    let len = meta.len();
+    // Allocated once at the known length and read without an extra call
+    // to probe for the end (`take` ends the read at `len`): one `read` per
+    // small file. Like tar, a file is stored with the length it had when
+    // it was opened; one that shrank since is reported as unreadable.
     let mut buf = Vec::with_capacity(len as usize);
     (&mut f).take(len).read_to_end(&mut buf)?;
     if (buf.len() as u64) < len {
@@ -147,19 +156,15 @@ fn read_exact_len(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
             "the file shrank while it was imported",
         ));
     }
-    Ok(buf)
+    Ok((meta, Some(buf)))
 }
 
-/// Reads `batch` on the worker threads, keeping order.
-fn read_batch(batch: Vec<(Vec<u8>, PathBuf, Metadata)>) -> Vec<Loaded> {
-    par_map_owned(batch, |(key, source, meta)| {
-        let data = read_exact_len(&source, meta.len());
-        Loaded {
-            key,
-            meta,
-            data,
-            source,
-        }
+/// Loads `batch` on the worker threads, keeping order.
+fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, small: u64) -> Vec<Loaded> {
+    par_map_owned(batch, |(key, source)| Loaded {
+        key,
+        data: load(&source, small),
+        source,
     })
 }
 
@@ -170,8 +175,8 @@ struct Importer<'a, F: FnMut(&Progress)> {
     stats: ImportStats,
     progress: F,
     done: Progress,
-    batch: Vec<(Vec<u8>, PathBuf, Metadata)>,
-    batch_bytes: u64,
+    /// Regular files listed but not yet loaded.
+    batch: Vec<(Vec<u8>, PathBuf)>,
 }
 
 impl<F: FnMut(&Progress)> Importer<'_, F> {
@@ -244,7 +249,6 @@ impl Lockbox {
             progress,
             done: Progress::default(),
             batch: Vec::new(),
-            batch_bytes: 0,
         };
         self.guarded(|lb| {
             if !dest.is_empty() {
@@ -279,19 +283,22 @@ impl Lockbox {
         // Pre-order, names sorted: a stack of directories still to list.
         let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), dest.to_string())];
         while let Some((dir, at)) = stack.pop() {
-            let mut names: Vec<(std::ffi::OsString, PathBuf)> = match fs::read_dir(&dir) {
-                Ok(rd) => rd
-                    .filter_map(|e| e.ok())
-                    .map(|e| (e.file_name(), e.path()))
-                    .collect(),
-                Err(e) => {
-                    imp.skip(&dir, format!("cannot list directory: {e}"))?;
-                    continue;
-                }
-            };
-            names.sort();
+            let mut names: Vec<(std::ffi::OsString, PathBuf, Option<fs::FileType>)> =
+                match fs::read_dir(&dir) {
+                    Ok(rd) => rd
+                        .filter_map(|e| e.ok())
+                        // The type comes with the listing on most file
+                        // systems: no stat call here.
+                        .map(|e| (e.file_name(), e.path(), e.file_type().ok()))
+                        .collect(),
+                    Err(e) => {
+                        imp.skip(&dir, format!("cannot list directory: {e}"))?;
+                        continue;
+                    }
+                };
+            names.sort_by(|a, b| a.0.cmp(&b.0));
             let mut subdirs = Vec::new();
-            for (name, path) in names {
+            for (name, path, ft) in names {
                 let p = match child_path(&at, &name) {
                     Ok(p) => p,
                     Err(reason) => {
@@ -299,6 +306,11 @@ impl Lockbox {
                         continue;
                     }
                 };
+                if ft.is_some_and(|t| t.is_file()) {
+                    // Opened, stat'ed and read by the workers.
+                    self.queue_file(to_key(&p), &p, path, imp)?;
+                    continue;
+                }
                 let meta = match fs::symlink_metadata(&path) {
                     Ok(m) => m,
                     Err(e) => {
@@ -371,45 +383,56 @@ impl Lockbox {
         if !ft.is_file() {
             return imp.skip(src, "not a regular file, directory or symlink");
         }
-        if imp.own_file.is_some() && file_id(&meta) == imp.own_file {
-            return imp.skip(src, "this is the lockbox being written");
-        }
+        self.queue_file(key, p, src.to_path_buf(), imp)
+    }
+
+    /// Adds a regular file to the batch the workers load.
+    fn queue_file<F: FnMut(&Progress)>(
+        &mut self,
+        key: Vec<u8>,
+        p: &str,
+        src: PathBuf,
+        imp: &mut Importer<'_, F>,
+    ) -> Result<()> {
         self.check_file_slot(&key, p)?;
-        let small = meta.len() < self.data_frame_size() as u64 / 2;
-        if small {
-            imp.batch_bytes += meta.len();
-            imp.batch.push((key, src.to_path_buf(), meta));
-            if imp.batch.len() >= BATCH_FILES || imp.batch_bytes >= BATCH_BYTES {
-                self.flush_batch(imp)?;
-            }
-            return Ok(());
+        imp.batch.push((key, src));
+        if imp.batch.len() >= BATCH_FILES {
+            self.flush_batch(imp)?;
         }
-        let mut f = match File::open(src) {
-            Ok(f) => f,
-            Err(e) => return imp.skip(src, format!("cannot open: {e}")),
-        };
-        let (content, len) = self.store_reader(Member::Toc(key.clone()), &mut f)?;
-        self.stage(key, record(EntryKind::File, &meta, len, content));
-        imp.stats.files += 1;
-        imp.stats.bytes += len;
-        imp.tick(len);
         Ok(())
     }
 
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
-        imp.batch_bytes = 0;
-        for l in read_batch(batch) {
-            let data = match l.data {
+        for l in load_batch(batch, LOAD_MAX) {
+            let (meta, data) = match l.data {
                 Ok(d) => d,
                 Err(e) => {
                     imp.skip(&l.source, format!("cannot read: {e}"))?;
                     continue;
                 }
             };
-            let content = self.store_bytes(Member::Toc(l.key.clone()), &data)?;
-            let len = data.len() as u64;
-            self.stage(l.key, record(EntryKind::File, &l.meta, len, content));
+            if !meta.is_file() {
+                // Replaced by something else since the listing.
+                imp.skip(&l.source, "not a regular file, directory or symlink")?;
+                continue;
+            }
+            if imp.own_file.is_some() && file_id(&meta) == imp.own_file {
+                imp.skip(&l.source, "this is the lockbox being written")?;
+                continue;
+            }
+            let member = Member::Toc(l.key.clone());
+            let (content, len) = match data {
+                Some(d) => (self.store_bytes(member, &d)?, d.len() as u64),
+                None => match File::open(&l.source) {
+                    Ok(mut f) => self.store_reader(member, &mut f)?,
+                    Err(e) => {
+                        imp.skip(&l.source, format!("cannot open: {e}"))?;
+                        continue;
+                    }
+                },
+            };
+            self.stage(l.key, record(EntryKind::File, &meta, len, content));
             imp.stats.files += 1;
             imp.stats.bytes += len;
             imp.tick(len);

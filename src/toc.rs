@@ -161,11 +161,14 @@ impl Lockbox {
         r: &mut impl Read,
     ) -> Result<(Content, u64)> {
         let frame = self.data_frame_size() as usize;
-        let mut buf = vec![0u8; frame * BATCH_FRAMES];
-        let first = fill(r, &mut buf[..frame])?;
+        // One frame first: most files end within it, and only longer
+        // ones get the buffer of a whole batch of frames.
+        let mut buf = vec![0u8; frame];
+        let first = fill(r, &mut buf)?;
         if first < frame {
             return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
         }
+        buf.resize(frame * BATCH_FRAMES, 0);
         let mut w = FrameWriter::new(frame as u32, self.next_gen());
         let mut filled = first;
         let mut total = 0u64;
