@@ -4,8 +4,12 @@
 use super::frames::locate;
 use crate::error::{Error, Result};
 use crate::format::entry::Content;
-use crate::par::par_map;
+use crate::format::ptr::Ptr;
+use crate::par::{par_map, par_map_owned};
 use crate::storage::store::Store;
+
+/// A range read spanning this many frames decodes them in parallel.
+const PARALLEL_FROM: usize = 3;
 
 /// Frames of one file decoded together by [`visit`]: enough to keep every
 /// core busy, few enough to bound memory (8 × 1 MiB at most).
@@ -52,10 +56,15 @@ pub fn read_at(
         } => {
             let fs = *frame_size as u64;
             let nframes = nframes.unwrap_or(0);
-            let mut done = 0usize;
-            while done < want {
-                let pos = offset + done as u64;
+            // The caller's buffer cut at frame boundaries: each piece is
+            // filled straight from its decoded frame, several frames at
+            // once on the worker threads when the range spans a few.
+            let mut pieces: Vec<(Ptr, u64, &mut [u8])> = Vec::new();
+            let mut rest: &mut [u8] = buf;
+            let mut pos = offset;
+            while !rest.is_empty() {
                 let i = pos / fs;
+                let within = pos - i * fs;
                 let ptr = locate(store, *depth, root, i)?;
                 let expect = if i + 1 == nframes { len - i * fs } else { fs };
                 if ptr.raw_len as u64 != expect {
@@ -64,15 +73,30 @@ pub fn read_at(
                         ptr.offset,
                     ));
                 }
-                let n = store.with_frame(&ptr, |bytes| {
-                    copy_slice(bytes, pos - i * fs, &mut buf[done..], ptr.offset)
-                })?;
+                let n = ((expect - within) as usize).min(rest.len());
+                let (piece, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                pieces.push((ptr, within, piece));
+                rest = tail;
+                pos += n as u64;
+            }
+            let fill = |(ptr, within, dst): (Ptr, u64, &mut [u8])| {
+                let n =
+                    store.with_frame(&ptr, |bytes| copy_slice(bytes, within, dst, ptr.offset))?;
                 if n == 0 {
                     return Err(Error::corrupt("empty frame", ptr.offset));
                 }
-                done += n;
+                Ok(n)
+            };
+            let filled: Vec<Result<usize>> = if pieces.len() >= PARALLEL_FROM {
+                par_map_owned(pieces, fill)
+            } else {
+                pieces.into_iter().map(fill).collect()
+            };
+            let mut done = 0;
+            for n in filled {
+                done += n?;
             }
-            Ok(done)
+            exact(done, want, 0)
         }
     }
 }
