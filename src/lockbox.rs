@@ -458,18 +458,10 @@ impl Lockbox {
         rec.map(|(c, _)| c)
     }
 
-    fn member_len(&self, m: &Member) -> u64 {
+    fn content(&self, m: &Member) -> Option<&Content> {
         match m {
-            Member::Toc(k) => self
-                .toc
-                .get(k)
-                .and_then(|e| e.as_ref())
-                .map_or(0, |r| r.len),
-            Member::Var(k) => self
-                .vars
-                .get(k)
-                .and_then(|e| e.as_ref())
-                .map_or(0, |r| r.len),
+            Member::Toc(k) => self.toc.get(k)?.as_ref().map(|r| &r.content),
+            Member::Var(k) => self.vars.get(k)?.as_ref().map(|r| &r.content),
         }
     }
 
@@ -508,7 +500,7 @@ impl Lockbox {
         };
         for (p, ptr) in packs.into_iter().zip(ptrs) {
             self.session_packs.push(ptr);
-            for m in p.members {
+            for (m, _, _) in p.members {
                 if let Some(c) = self.content_mut(&m)
                     && let Content::Pending { pack_id, offset } = *c
                     && pack_id == p.id
@@ -520,33 +512,46 @@ impl Lockbox {
         Ok(())
     }
 
-    /// Keeps only the bytes of `p`'s members that still point into it.
+    /// Keeps only the bytes of `p`'s members that still point into it:
+    /// one lookup per member, and a copy only if some died.
     fn drop_dead_members(&mut self, p: &mut Pack) -> Result<()> {
         let id = p.id;
-        let mut members = std::mem::take(&mut p.members);
-        members.sort();
-        members.dedup();
-        let mut live: Vec<(Member, u32, u64)> = Vec::new();
-        for m in members {
-            if let Some(&mut Content::Pending { pack_id, offset }) = self.content_mut(&m)
-                && pack_id == id
-            {
-                let len = self.member_len(&m);
-                live.push((m, offset, len));
+        let mut live = std::mem::take(&mut p.members);
+        live.retain(|(m, off, _)| {
+            matches!(self.content(m), Some(&Content::Pending { pack_id, offset })
+                if pack_id == id && offset == *off)
+        });
+        if !live.is_sorted_by_key(|(_, off, _)| *off) {
+            live.sort_by_key(|(_, off, _)| *off);
+        }
+        // Two live members may share bytes (none today; be safe): count
+        // each offset once.
+        let mut live_bytes = 0u64;
+        let mut last = None;
+        for (_, off, len) in &live {
+            if last != Some(*off) {
+                live_bytes += *len as u64;
+                last = Some(*off);
             }
         }
-        live.sort_by_key(|(_, off, _)| *off);
-        let live_bytes: u64 = live.iter().map(|(_, _, l)| l).sum();
         if live_bytes < p.buf.len() as u64 {
             let old = std::mem::take(&mut p.buf);
             p.buf.reserve_exact(live_bytes as usize);
+            let mut moved: Option<(u32, u32)> = None;
             for (m, off, len) in &mut live {
-                let new_off = p.buf.len() as u32;
-                let range = *off as usize..(*off as u64 + *len) as usize;
-                let bytes = old
-                    .get(range)
-                    .ok_or_else(|| Error::corrupt("internal: pack member out of range", 0))?;
-                p.buf.extend_from_slice(bytes);
+                let new_off = match moved {
+                    Some((was, now)) if was == *off => now,
+                    _ => {
+                        let now = p.buf.len() as u32;
+                        let range = *off as usize..*off as usize + *len as usize;
+                        let bytes = old.get(range).ok_or_else(|| {
+                            Error::corrupt("internal: pack member out of range", 0)
+                        })?;
+                        p.buf.extend_from_slice(bytes);
+                        moved = Some((*off, now));
+                        now
+                    }
+                };
                 *off = new_off;
                 if let Some(c) = self.content_mut(m) {
                     *c = Content::Pending {
@@ -556,7 +561,7 @@ impl Lockbox {
                 }
             }
         }
-        p.members = live.into_iter().map(|(m, _, _)| m).collect();
+        p.members = live;
         Ok(())
     }
 

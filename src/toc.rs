@@ -358,8 +358,9 @@ impl Lockbox {
             for (k, r) in moving {
                 let mut nk = tk.clone();
                 nk.extend_from_slice(&k[fk.len()..]);
-                if let Content::Pending { pack_id, .. } = r.content {
-                    lb.pack.add_member(pack_id, Member::Toc(nk.clone()));
+                if let Content::Pending { pack_id, offset } = r.content {
+                    lb.pack
+                        .add_member(pack_id, Member::Toc(nk.clone()), offset, r.len as u32);
                 }
                 lb.toc.insert(nk, Some(r));
             }

@@ -12,12 +12,14 @@ pub enum Member {
     Var(Vec<u8>),
 }
 
-/// One pack: its bytes and who (once) put bytes in it.
+/// One pack: its bytes and who put bytes in it, where: (member, offset,
+/// length). A member whose staged content no longer points at that offset
+/// of this pack has died (replaced, deleted or renamed away).
 pub struct Pack {
     /// Identifies this pack among the handle's packs.
     pub id: u64,
     pub buf: Vec<u8>,
-    pub members: Vec<Member>,
+    pub members: Vec<(Member, u32, u32)>,
 }
 
 /// Full packs kept before they are written together: enough to keep every
@@ -59,7 +61,7 @@ impl Packer {
         }
         let off = self.open.buf.len() as u32;
         self.open.buf.extend_from_slice(data);
-        self.open.members.push(member);
+        self.open.members.push((member, off, data.len() as u32));
         (self.open.id, off)
     }
 
@@ -68,12 +70,13 @@ impl Packer {
         self.find(id).map(|p| p.buf.as_slice())
     }
 
-    /// Notes that `member` now (also) uses pack `id` (a rename).
-    pub fn add_member(&mut self, id: u64, member: Member) {
+    /// Notes that `member` now (also) uses `len` bytes at `offset` of pack
+    /// `id` (a rename).
+    pub fn add_member(&mut self, id: u64, member: Member, offset: u32, len: u32) {
         if self.open.id == id {
-            self.open.members.push(member);
+            self.open.members.push((member, offset, len));
         } else if let Some(p) = self.closed.iter_mut().find(|p| p.id == id) {
-            p.members.push(member);
+            p.members.push((member, offset, len));
         }
     }
 
