@@ -135,6 +135,14 @@ impl ByteStream {
         }
     }
 
+    /// The stream of `seed` from position `pos` on.
+    pub fn at(seed: u64, pos: u64) -> Self {
+        ByteStream {
+            seed: splitmix(seed),
+            pos,
+        }
+    }
+
     /// The byte at absolute position `p` (independent of how the stream is
     /// chunked).
     fn word(&self, w: u64) -> [u8; 8] {
