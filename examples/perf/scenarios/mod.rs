@@ -1,0 +1,99 @@
+//! The scenarios, one file each: add new ones to `SCENARIOS` (and to
+//! `DEFAULT_SCENARIOS` if they belong in the default run, which must stay
+//! under a minute on 2 cores).
+
+use std::time::Duration;
+
+use crate::BoxResult;
+use crate::ctx::Ctx;
+use crate::report::Section;
+use crate::units::{fmt_dur, percentile};
+
+pub mod append_delete;
+pub mod large;
+pub mod metadata;
+pub mod small;
+pub mod tree;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(&Ctx, &mut Section) -> BoxResult<()>,
+}
+
+/// Every scenario, in the order `all` runs them.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "small",
+        about: "many small files: add, commit, open, list, read back, one-file commit",
+        run: small::run,
+    },
+    Scenario {
+        name: "large",
+        about: "one large streamed file: put_reader, commit, open, copy_to, random read_at",
+        run: large::run,
+    },
+    Scenario {
+        name: "metadata",
+        about: "open, stat, list, one-file commit and delete at 10k / 100k entries (LOCKBOX_PERF_METADATA_SIZES)",
+        run: metadata::run,
+    },
+    Scenario {
+        name: "tree",
+        about: "a directory tree (LOCKBOX_PERF_SOURCE, or a generated source-like one): add_path, extract to disk, tmpfs and memory",
+        run: tree::run,
+    },
+    Scenario {
+        name: "append-delete",
+        about: "rounds of appending and deleting small files in a committed archive, then compact",
+        run: append_delete::run,
+    },
+];
+
+/// What runs when `LOCKBOX_PERF_SCENARIO` is not set.
+pub const DEFAULT_SCENARIOS: &[&str] = &["small", "large"];
+
+/// `LOCKBOX_PERF_EXTRACT_REPEAT`: the first run of an extraction has its own
+/// row (as with no repeat); with `repeat` > 1, `again(k)` runs it `repeat - 1`
+/// more times on the same handle (k = 1..repeat, a new destination each
+/// time) and one more row gives the median of all runs, so a warm cache or
+/// the `ExtractMany` profile shows, and noise can be seen.
+pub fn repeat_extraction(
+    sec: &mut Section,
+    step: &str,
+    first: Duration,
+    repeat: usize,
+    bytes: u64,
+    files: Option<u64>,
+    mut again: impl FnMut(usize) -> BoxResult<Duration>,
+) -> BoxResult<()> {
+    if repeat <= 1 {
+        return Ok(());
+    }
+    let mut times = vec![first];
+    for k in 1..repeat {
+        times.push(again(k)?);
+    }
+    times.sort();
+    let median = percentile(&times, 0.5);
+    let min = times[0];
+    let max = times[times.len() - 1];
+    sec.derived(
+        &format!("{step} (repeat median)"),
+        median,
+        Some(bytes),
+        files,
+        format!(
+            "median of {repeat} runs on the same handle: first {}, min {}, max {}",
+            fmt_dur(first),
+            fmt_dur(min),
+            fmt_dur(max)
+        ),
+    );
+    sec.json_f(
+        &format!("{}_repeat_min_s", crate::report::json_key(step)),
+        min.as_secs_f64(),
+    );
+    sec.json_u("extract_repeat", repeat as u64);
+    Ok(())
+}

@@ -1,0 +1,486 @@
+//! Scenario `tree`: a real directory tree through `add_path` and back.
+//!
+//! The source is `LOCKBOX_PERF_SOURCE`, or else a generated source-like
+//! tree (see `srctree`: `LOCKBOX_PERF_FILES` files, default 3,000, nested
+//! directories, sizes 200 B..20 KiB with a long tail to 1 MiB, empty files,
+//! symlinks) in the run's directory. Steps: `add_path` + commit (import),
+//! then `extract_to_directory` into a new directory in the run's directory
+//! (the disk: `LOCKBOX_PERF_DIR` or the temporary directory) and into a new
+//! directory on tmpfs (`/dev/shm`, when it exists), each checked entry by
+//! entry against the source (untimed), then `extract_all` into a callback
+//! that reads every byte (checked against a checksum of the source).
+//!
+//! Bounds, measured in the run on the same tree: the CPU bounds of
+//! `bounds` (open + decompress, compress + seal, ...) on the tree's bytes in
+//! the order `add_path` packs them, cut into 64 KiB frames (at most the
+//! first 32 MiB); the filesystem creating files of the same paths and sizes
+//! on the disk and on tmpfs; and reading the source's files.
+//!
+//! Peers (`LOCKBOX_PERF_PEERS=1`): tar + zstd -1 / -3 and zip AES-256 pack
+//! the same tree (archives written to the run's directory), then extract it
+//! to a new directory on the disk and on tmpfs and read it to memory.
+
+use std::fs;
+use std::hint::black_box;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lockbox::{EntryKind, ExtractOptions};
+
+use super::repeat_extraction;
+use crate::BoxResult;
+use crate::bounds::{
+    BOUND_SAMPLE, CpuBounds, FsBound, Rate, cpu_bounds, frames_of, fs_create_sizes_bound,
+    fs_read_all_bound, report_cpu_bounds, slowest,
+};
+use crate::ctx::Ctx;
+use crate::datagen::TREE_SEED;
+use crate::fsutil::{fs_type, remove_dir_if_exists, settle};
+use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_dir, run_peers};
+use crate::report::Section;
+use crate::rss::clock;
+use crate::srctree::{self, Manifest, byte_sum};
+use crate::units::{fmt_bytes, fmt_dur, mib_s};
+
+/// Where tmpfs extractions go when the machine has one.
+const TMPFS: &str = "/dev/shm";
+
+/// "ext4" for a path, or "unknown filesystem".
+fn fs_name(p: &Path) -> String {
+    fs_type(p).unwrap_or_else(|| "unknown filesystem".into())
+}
+
+pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
+    let cfg = &ctx.cfg;
+
+    // The source: given, or generated (untimed) and removed at the end.
+    let (src, what) = match &cfg.source {
+        Some(p) => (p.clone(), format!("LOCKBOX_PERF_SOURCE={}", p.display())),
+        None => {
+            let p = ctx.dir.join("tree-source");
+            remove_dir_if_exists(&p)?;
+            ctx.remove_at_end(&p);
+            let t = Instant::now();
+            let g = srctree::generate(&p, cfg.tree_files(), cfg.pattern, TREE_SEED)?;
+            (
+                p,
+                format!(
+                    "generated source-like tree ({} files, {} dirs, {} symlinks, pattern {}, made in {}; LOCKBOX_PERF_SOURCE=dir for a real one)",
+                    g.files,
+                    g.dirs,
+                    g.symlinks,
+                    cfg.pattern.name(),
+                    fmt_dur(t.elapsed())
+                ),
+            )
+        }
+    };
+    sec.row("source", None, None, None, what.clone());
+    sec.json_s("source", &what);
+    let mut man = srctree::scan(&src)?;
+
+    // Import.
+    settle(&ctx.dir);
+    let mut lb = ctx.create("tree")?;
+    let t = clock();
+    let st = lb.add_path(&src, "")?;
+    let import = t.elapsed();
+    for s in &st.skipped {
+        man.drop_skipped(&s.path)?;
+    }
+    let (files, logical) = (man.files(), man.bytes());
+    if st.files != files || st.bytes != logical || st.symlinks != man.symlinks() {
+        return Err(format!(
+            "add_path stored {} files / {} bytes / {} symlinks, the source has {files} / {logical} / {}",
+            st.files,
+            st.bytes,
+            st.symlinks,
+            man.symlinks()
+        )
+        .into());
+    }
+    if cfg.source.is_none() && (!st.skipped.is_empty() || !man.unsupported.is_empty()) {
+        return Err("add_path skipped entries of the generated tree".into());
+    }
+    sec.fact_u("files", files, format!("{files}"));
+    sec.fact_u("dirs", man.dirs(), format!("{}", man.dirs()));
+    sec.fact_u("symlinks", man.symlinks(), format!("{}", man.symlinks()));
+    sec.fact_u("logical_bytes", logical, fmt_bytes(logical));
+    let skipped = st.skipped.len() as u64;
+    if skipped > 0 || !man.unsupported.is_empty() {
+        sec.fact_u(
+            "skipped",
+            skipped,
+            format!(
+                "{skipped} entries add_path did not store (first: {})",
+                st.skipped
+                    .first()
+                    .map(|s| format!("{}: {}", s.path.display(), s.reason))
+                    .unwrap_or_else(|| "special files or non-UTF-8 names".into())
+            ),
+        );
+    }
+    sec.timed(
+        "import (add_path)",
+        import,
+        Some(logical),
+        Some(files),
+        format!(
+            "{} files, {} dirs, {} symlinks from {}",
+            st.files,
+            st.dirs,
+            st.symlinks,
+            fs_name(&src)
+        ),
+    );
+    let t = clock();
+    let cs = lb.commit()?;
+    let commit = t.elapsed();
+    sec.timed(
+        "commit (import)",
+        commit,
+        None,
+        None,
+        format!(
+            "{} written, {} pages",
+            fmt_bytes(cs.bytes_written),
+            cs.pages_written
+        ),
+    );
+    let import_total = import + commit;
+    sec.derived(
+        "import+commit",
+        import_total,
+        Some(logical),
+        Some(files),
+        String::new(),
+    );
+    let (lb, open) = ctx.reopen(lb, "tree")?;
+    sec.timed("open", open, None, None, "reopen after commit".into());
+    let stored = ctx.stored_bytes(&lb, "tree")?;
+
+    // tmpfs: a private directory in /dev/shm for this run's extractions,
+    // removed when the scenario ends (it holds memory).
+    let shm = if Path::new(TMPFS).is_dir() {
+        Some(
+            tempfile::Builder::new()
+                .prefix("lockbox-perf-")
+                .tempdir_in(TMPFS)?,
+        )
+    } else {
+        None
+    };
+    let shm_dir = shm.as_ref().map(|d| d.path().to_path_buf());
+
+    // Extraction options: the defaults (every safety rule on) for the
+    // generated tree, whose symlinks stay inside it. A real source may hold
+    // symlinks that point outside it (a virtualenv's `bin/python`); the
+    // default refuses those, and tar restores them, so for a real source,
+    // which the user chose, they are allowed.
+    let opts = ExtractOptions::default().allow_escaping_symlinks(cfg.source.is_some());
+
+    // Extraction to a directory: on the disk (kept to the end of the run,
+    // see `Ctx::scratch`) and on tmpfs (removed at once).
+    let extract_to = |root: &Path, k: usize, on_disk: bool| -> BoxResult<Duration> {
+        let dest = root.join(if k == 0 {
+            "tree-extract".to_string()
+        } else {
+            format!("tree-extract-{k}")
+        });
+        remove_dir_if_exists(&dest)?;
+        if on_disk {
+            settle(root);
+        }
+        let t = clock();
+        let es = lb.extract_to_directory(&dest, &opts)?;
+        let d = t.elapsed();
+        if es.files != files || es.bytes != logical || es.symlinks != man.symlinks() {
+            return Err(format!(
+                "extract_to_directory wrote {} files / {} bytes / {} symlinks, expected {files} / {logical} / {}",
+                es.files,
+                es.bytes,
+                es.symlinks,
+                man.symlinks()
+            )
+            .into());
+        }
+        if k == 0 {
+            srctree::verify(&man, &dest, "lockbox extract_to_directory")?;
+        }
+        if on_disk {
+            ctx.remove_at_end(&dest);
+        } else {
+            remove_dir_if_exists(&dest)?;
+        }
+        Ok(d)
+    };
+    let (mut extract_dir, mut extract_tmpfs) = (None, None);
+    if cfg.extract.directory() {
+        let d = extract_to(&ctx.dir, 0, true)?;
+        sec.timed(
+            "extract to dir",
+            d,
+            Some(logical),
+            Some(files),
+            format!(
+                "extract_to_directory into a new directory in {} ({})",
+                ctx.dir.display(),
+                fs_name(&ctx.dir)
+            ),
+        );
+        repeat_extraction(
+            sec,
+            "extract to dir",
+            d,
+            cfg.extract_repeat,
+            logical,
+            Some(files),
+            |k| extract_to(&ctx.dir, k, true),
+        )?;
+        extract_dir = Some(d);
+        match &shm_dir {
+            Some(shm) => {
+                let d = extract_to(shm, 0, false)?;
+                sec.timed(
+                    "extract to tmpfs",
+                    d,
+                    Some(logical),
+                    Some(files),
+                    format!(
+                        "extract_to_directory into a new directory in {TMPFS} ({})",
+                        fs_name(shm)
+                    ),
+                );
+                repeat_extraction(
+                    sec,
+                    "extract to tmpfs",
+                    d,
+                    cfg.extract_repeat,
+                    logical,
+                    Some(files),
+                    |k| extract_to(shm, k, false),
+                )?;
+                extract_tmpfs = Some(d);
+            }
+            None => sec.row(
+                "extract to tmpfs",
+                None,
+                None,
+                None,
+                format!("not run: {TMPFS} does not exist on this machine"),
+            ),
+        }
+    }
+
+    // Extraction to memory: every file's bytes to a callback that reads all
+    // of them (a checksum), checked against the source's checksum.
+    let extract_to_memory = || -> BoxResult<Duration> {
+        let (mut n, mut bytes, mut sum) = (0u64, 0u64, 0u64);
+        let t = clock();
+        lb.extract_all("", |e, b| {
+            if matches!(e.kind, EntryKind::File) {
+                n += 1;
+                bytes += b.len() as u64;
+                sum = sum.wrapping_add(byte_sum(black_box(b)));
+            }
+            Ok(())
+        })?;
+        let d = t.elapsed();
+        if n != files || bytes != logical || sum != man.byte_sum {
+            return Err(format!(
+                "extract_all gave {n} files / {bytes} bytes (checksum {sum:#x}), expected {files} / {logical} ({:#x})",
+                man.byte_sum
+            )
+            .into());
+        }
+        Ok(d)
+    };
+    let mut extract_mem = None;
+    if cfg.extract.memory() {
+        let d = extract_to_memory()?;
+        sec.timed(
+            "extract to memory",
+            d,
+            Some(logical),
+            Some(files),
+            "extract_all: every file to a callback that reads every byte".into(),
+        );
+        repeat_extraction(
+            sec,
+            "extract to memory",
+            d,
+            cfg.extract_repeat,
+            logical,
+            Some(files),
+            |_| extract_to_memory(),
+        )?;
+        extract_mem = Some(d);
+    }
+    drop(lb);
+    sec.size(stored, logical);
+    sec.peak_rss();
+
+    let b = tree_bounds(ctx, sec, &man, shm_dir.as_deref())?;
+    let rate = |d: Duration| mib_s(logical, d);
+    let (w, v) = slowest(&[
+        b.cpu.pack.stage("compress+seal"),
+        b.read.stage("fs open+read+close"),
+    ]);
+    sec.fraction("import+commit (add_path)", rate(import_total), &w, v);
+    if let Some(d) = extract_dir {
+        let (w, v) = slowest(&[
+            b.cpu.unpack.stage("open+decompress"),
+            b.create_disk.stage("fs create+write+close"),
+        ]);
+        sec.fraction("extract to directory", rate(d), &w, v);
+    }
+    if let (Some(d), Some(c)) = (extract_tmpfs, b.create_tmpfs) {
+        let (w, v) = slowest(&[
+            b.cpu.unpack.stage("open+decompress"),
+            c.stage("tmpfs create+write+close"),
+        ]);
+        sec.fraction("extract to tmpfs", rate(d), &w, v);
+    }
+    if let Some(d) = extract_mem {
+        // The bound of extraction to memory is decrypt + decompress of the
+        // same bytes in the same frame size, without the archive: what is
+        // left between lockbox and it is lockbox's own work (TOC walk,
+        // frame lookup, copying each file out of its frame, the callback).
+        let (w, v) = b.cpu.unpack.stage("open+decompress");
+        sec.fraction("extract to memory (extract_all)", rate(d), &w, v);
+    }
+
+    if cfg.peers {
+        let runs = run_peers(
+            ctx,
+            sec,
+            "tree",
+            logical,
+            files,
+            &PeerExtract {
+                dir: cfg.extract.directory(),
+                tmpfs: if cfg.extract.directory() {
+                    shm_dir.as_deref()
+                } else {
+                    None
+                },
+                memory: cfg.extract.memory(),
+            },
+            &|peer, out| {
+                peer_pack_dir(peer, &src, out)?;
+                Ok(Duration::ZERO)
+            },
+            &|peer, dest| srctree::verify(&man, dest, peer.name()),
+        )?;
+        compare_peers(
+            sec,
+            &runs,
+            &Lockboxed {
+                pack: ("import from directory", import_total),
+                dir: extract_dir,
+                tmpfs: extract_tmpfs,
+                mem: extract_mem.map(|d| ("extract to memory", d)),
+                bytes: stored,
+            },
+        );
+    }
+    if let Some(d) = shm {
+        d.close()?;
+    }
+    Ok(())
+}
+
+/// The tree's bounds (see the module doc).
+struct TreeBounds {
+    cpu: CpuBounds,
+    read: Rate,
+    create_disk: Rate,
+    create_tmpfs: Option<Rate>,
+}
+
+fn tree_bounds(
+    ctx: &Ctx,
+    sec: &mut Section,
+    man: &Manifest,
+    shm: Option<&Path>,
+) -> BoxResult<TreeBounds> {
+    let (paths, sizes) = man.file_list();
+    let (files, logical) = (paths.len() as u64, man.bytes());
+
+    // CPU: why not time the archive's own frames? They are sealed inside
+    // the archive and not reachable through the public API; the same bytes,
+    // in the order add_path packs them (depth-first, name order), cut into
+    // frames of lockbox's size (64 KiB) and run through the same zstd level
+    // (3) and cipher, do the same work without the archive logic. These are
+    // rates, so a sample (the first 32 MiB) is enough for a large tree.
+    let mut sample = Vec::new();
+    for p in &paths {
+        if sample.len() as u64 >= BOUND_SAMPLE {
+            break;
+        }
+        fs::File::open(man.root.join(p))?.read_to_end(&mut sample)?;
+    }
+    sample.truncate(BOUND_SAMPLE as usize);
+    let cpu = cpu_bounds(&frames_of(&sample))?;
+    drop(sample);
+    report_cpu_bounds(sec, &cpu, "the tree's files end to end");
+
+    // Filesystem: the same paths and sizes created in new directories (the
+    // bytes do not matter to the filesystem, only how many), on the disk
+    // (kept to the end of the run) and on tmpfs; and the source read back.
+    let fill = vec![b'x'; 1 << 20];
+    let what = format!("{files} files of the tree's paths and sizes");
+    let disk_root = ctx.dir.join("tree-fs-bound");
+    remove_dir_if_exists(&disk_root)?;
+    ctx.remove_at_end(&disk_root);
+    let disk = FsBound::measure(|threads, k| {
+        let d = disk_root.join(format!("{threads}-{k}"));
+        settle(&ctx.dir);
+        fs_create_sizes_bound(&d, &paths, &sizes, &fill, threads)
+    })?;
+    disk.report(
+        sec,
+        "fs_create",
+        "bound: fs create+write+close",
+        files,
+        logical,
+        &format!("{what}, {}", fs_name(&ctx.dir)),
+    );
+    let create_tmpfs = match shm {
+        Some(shm) => {
+            let root: PathBuf = shm.join("tree-fs-bound");
+            let b = FsBound::measure(|threads, k| {
+                let d = root.join(format!("{threads}-{k}"));
+                let t = fs_create_sizes_bound(&d, &paths, &sizes, &fill, threads);
+                remove_dir_if_exists(&d)?;
+                t
+            })?;
+            b.report(
+                sec,
+                "tmpfs_create",
+                "bound: tmpfs create+write+close",
+                files,
+                logical,
+                &format!("{what}, {TMPFS} ({})", fs_name(shm)),
+            );
+            Some(b.rate(logical))
+        }
+        None => None,
+    };
+    let read = FsBound::measure(|threads, _| fs_read_all_bound(&man.root, &paths, threads))?;
+    read.report(
+        sec,
+        "fs_read",
+        "bound: fs open+read+close",
+        files,
+        logical,
+        &format!("the source's {files} files, warm cache"),
+    );
+    Ok(TreeBounds {
+        cpu,
+        read: read.rate(logical),
+        create_disk: disk.rate(logical),
+        create_tmpfs,
+    })
+}
