@@ -93,3 +93,11 @@ pub fn commit_roots(lb: &mut Lockbox, toc: Option<Root>, vars: Option<Root>) -> 
     lb.store.backend().sync()?;
     Ok(())
 }
+
+/// How many packed frames the last commit left to repack (its redaction
+/// list's `repack` part): non-zero only between a commit and the end of
+/// its relocation commits, i.e. after a crash or an error cut them short
+/// and before a writable open finished them.
+pub fn repack_pending(lb: &Lockbox) -> Result<usize> {
+    Ok(lb.redact_list()?.repack.len())
+}

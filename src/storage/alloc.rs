@@ -52,6 +52,17 @@ impl Allocator {
         Some(len)
     }
 
+    /// Bytes that regions of `unit` bytes each could use: what is left in
+    /// an extent after the last whole unit is counted out (it may still
+    /// take smaller regions, but not another of these).
+    pub fn usable_bytes(&self, unit: u64) -> u64 {
+        let unit = unit.max(1);
+        self.by_size
+            .range((unit, 0)..)
+            .map(|&(len, _)| len - len % unit)
+            .sum()
+    }
+
     /// Whether any free extent exists.
     pub fn has_free(&self) -> bool {
         !self.free.is_empty()
