@@ -18,8 +18,9 @@
 //! any two leaves the user's commit, logically. The file then peaks at
 //! about its live size plus the new data plus one batch.
 //!
-//! A commit whose frames to repack fit in one batch (a few files deleted
-//! or replaced: the usual case) repacks them itself (`repack_now`), as one
+//! A commit whose frames to repack fit in one batch and in 4 MiB (a few
+//! files deleted or replaced: the usual case) repacks them itself
+//! (`repack_now`), as one
 //! batch: a relocation commit would rewrite the same tree paths again and
 //! sync three more times, for no lower peak.
 //!
@@ -48,6 +49,16 @@ use crate::options::CommitStats;
 const MIN_BATCH_SHARE: u64 = 32;
 const MIN_BATCH: u64 = 256 << 10;
 const MAX_MIN_BATCH: u64 = 4 << 20;
+
+/// Records a relocation batch restages at most (as `compact` commits every
+/// 50,000 entries): the staged overlay, not the frames, is what a batch
+/// holds in memory.
+const MAX_BATCH_ENTRIES: usize = 50_000;
+
+/// The most a commit repacks itself (sealed frame bytes), however much
+/// free space there is: beyond that, saving one relocation commit is worth
+/// little, and the commit's overlay would grow with every member moved.
+const MAX_INLINE: u64 = 4 << 20;
 
 impl Lockbox {
     /// Runs relocation commits until no packed frame is left to repack.
@@ -96,6 +107,18 @@ impl Lockbox {
         floor.max(free)
     }
 
+    /// Whether a commit repacks `frames` (packed frames left with live and
+    /// dead members) itself: they fit in one relocation batch, and in
+    /// [`MAX_INLINE`], and no test knob asks for relocation commits.
+    pub(crate) fn repack_inline(&self, frames: &[Ptr]) -> bool {
+        if frames.is_empty() || self.builder.relocation_batch.is_some() {
+            return false;
+        }
+        let bytes: u64 = frames.iter().map(|p| p.len as u64).sum();
+        let unit = bytes / frames.len() as u64;
+        bytes <= MAX_INLINE.min(self.relocation_budget(unit))
+    }
+
     /// Stages a relocation: every live member of the next batch of frames
     /// (found through the pack-reference tree) is copied into the open
     /// pack and its record restaged with the new location. The commit then
@@ -115,7 +138,7 @@ impl Lockbox {
         let mut leaves: BTreeSet<u64> = BTreeSet::new();
         let pending: Vec<(u64, u64)> = self.repack_pending.iter().rev().copied().collect();
         for (at, len) in pending {
-            if estimate >= budget {
+            if estimate >= budget || self.toc.len() + self.vars.len() >= MAX_BATCH_ENTRIES {
                 break;
             }
             let start = at.to_be_bytes().to_vec();

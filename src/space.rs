@@ -393,12 +393,7 @@ impl Lockbox {
     pub(crate) fn plan_space(&mut self) -> Result<SpacePlan> {
         let touched = self.touched_packs()?;
         let (mut freed_ptrs, mut to_repack) = self.sort_touched(touched)?;
-        let bytes: u64 = to_repack.iter().map(|p| p.len as u64).sum();
-        let unit = bytes / (to_repack.len() as u64).max(1);
-        if !to_repack.is_empty()
-            && self.builder.relocation_batch.is_none()
-            && bytes <= self.relocation_budget(unit)
-        {
+        if self.repack_inline(&to_repack) {
             // Small enough for one relocation batch: done here, as one.
             self.repack_now(&to_repack)?;
             freed_ptrs.append(&mut to_repack);
@@ -546,5 +541,33 @@ impl Lockbox {
         self.store.set_tail_only(false);
         let root = r?;
         Ok((root, a.freed, a.pages_written, a.bytes_written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_list_round_trip_and_strict_decoding() {
+        let list = RedactList {
+            zero: vec![(20480, 100), (30000, 5)],
+            plain: vec![(40000, 8)],
+            repack: vec![(50000, 4000), (60000, 3000)],
+        };
+        let raw = list.encode();
+        assert_eq!(raw.len(), 12 + 16 * 5);
+        assert_eq!(RedactList::decode(&raw, 0).unwrap(), list);
+        // truncated, trailing bytes, a count past the input
+        assert!(RedactList::decode(&raw[..raw.len() - 1], 0).is_err());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(RedactList::decode(&longer, 0).is_err());
+        let mut lying = raw.clone();
+        let at = 8 + 16 * 3;
+        lying[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(RedactList::decode(&lying, 0).is_err());
+        // the layout before the repack part: four bytes short
+        assert!(RedactList::decode(&raw[..8 + 16 * 3], 0).is_err());
     }
 }

@@ -203,5 +203,9 @@ mod tests {
         assert_eq!(ch.len(), 3);
         a.rollback();
         assert_eq!(a.extents().collect::<Vec<_>>(), [(100, 70), (200, 10)]);
+        // pieces of 30: two in the 70-byte extent, none in the 10-byte one
+        assert_eq!(a.usable_bytes(30), 60);
+        assert_eq!(a.usable_bytes(1), 80);
+        assert_eq!(a.usable_bytes(0), 80);
     }
 }
