@@ -26,19 +26,46 @@ impl Lockbox {
     /// written and synced. A crash at any point leaves the old or the new
     /// commit, never a mix. When it returns, the space the changes freed
     /// has been overwritten with zeros and no commit slot reaches it.
+    ///
+    /// A commit that leaves packed frames holding dead members next to
+    /// live ones is followed by relocation commits that move the live
+    /// members and free those frames (`relocate.rs`); they change no
+    /// content, and [`CommitStats`] covers them all.
     pub fn commit(&mut self) -> Result<CommitStats> {
         self.guarded(|lb| lb.commit_inner())
     }
 
     fn commit_inner(&mut self) -> Result<CommitStats> {
         let started = Instant::now();
-        if !self.has_changes() {
-            return Ok(CommitStats {
-                sequence: self.committed.seq,
-                duration: started.elapsed(),
-                ..Default::default()
+        let mut stats = CommitStats {
+            sequence: self.committed.seq,
+            ..Default::default()
+        };
+        if self.has_changes() {
+            stats = self.commit_staged()?;
+        }
+        // Normally nothing is pending before a user commit (the last one
+        // relocated everything, or the open did); a list that says
+        // otherwise is worked off here as well.
+        if let Err(e) = self.relocate_pending(&mut stats) {
+            self.poisoned = true;
+            return Err(match e {
+                e @ Error::RedactionPending { .. } => e,
+                e => Error::RedactionPending {
+                    sequence: self.committed.seq,
+                    source: Box::new(e),
+                },
             });
         }
+        stats.duration = started.elapsed();
+        Ok(stats)
+    }
+
+    /// One complete commit of what is staged: pages, commit point,
+    /// redaction, release of the freed space. A failure before the commit
+    /// point is returned as is; after it, as `RedactionPending`. Either
+    /// poisons the handle.
+    pub(crate) fn commit_staged(&mut self) -> Result<CommitStats> {
         let r = self.commit_pages();
         if r.is_err() {
             // Pages may be half written: only a reopen knows what is durable.
@@ -53,6 +80,7 @@ impl Lockbox {
         self.toc.clear();
         self.vars.clear();
         self.session_packs.clear();
+        self.repack_pending = redact.repack.clone();
         match self.redact(&redact) {
             Ok(n) => stats.bytes_written += n,
             Err(e) => {
@@ -70,7 +98,6 @@ impl Lockbox {
             }
             a.committed_extra();
         });
-        stats.duration = started.elapsed();
         Ok(stats)
     }
 
@@ -143,6 +170,7 @@ impl Lockbox {
         let freed = RedactList {
             zero: merge_extents(freed),
             plain: merge_extents(plain),
+            repack: plan.repack,
         };
         let redact = if freed.is_empty() {
             None
@@ -191,6 +219,14 @@ impl Lockbox {
             be.set_len(end)?;
         }
         be.sync()?;
+        if !list.repack.is_empty() {
+            // Frames still hold dead members until the relocation commits
+            // have moved their live ones: the mark must not say this
+            // commit is finished, so a crash before then makes the next
+            // writable open redo this and run them (`finish_redaction`).
+            // The dirty state (if any) stays as it is.
+            return Ok(n);
+        }
         // Only once the zeros are durable may the mark say so. It is not
         // synced here: if it is lost, the next writable open redoes this
         // (idempotent); the next write into free space syncs it anyway.
@@ -223,6 +259,17 @@ impl Lockbox {
             list.zero.extend(self.free_extents()?);
         }
         self.redact(&list)?;
+        if !list.repack.is_empty() {
+            // A crash cut the relocation commits short: packed frames
+            // still hold dead members. Finish them now, so no completed
+            // writable open leaves deleted bytes behind.
+            self.ensure_allocator()?;
+            let mut stats = CommitStats::default();
+            self.relocate_pending(&mut stats).map_err(|e| match e {
+                Error::RedactionPending { source, .. } => *source,
+                e => e,
+            })?;
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ mod lockbox;
 mod options;
 mod par;
 mod path;
+mod relocate;
 mod space;
 mod staged;
 mod storage;

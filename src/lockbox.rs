@@ -48,6 +48,11 @@ pub struct Lockbox {
     pub(crate) pack: Packer,
     /// Packed frames written since the last commit.
     pub(crate) session_packs: Vec<crate::format::ptr::Ptr>,
+    /// Packed frames (offset, sealed length) the last commit left to
+    /// repack (its redaction list's `repack` part), known once the
+    /// allocator is loaded or after a commit; the relocation commits
+    /// empty it (`relocate.rs`).
+    pub(crate) repack_pending: Vec<(u64, u64)>,
     /// Sequence number found in the other commit slot at open (or after
     /// the last commit): equal to ours once redaction's slot rewrite is done.
     pub(crate) other_seq: Option<u64>,
@@ -211,6 +216,7 @@ impl Lockbox {
             vars: Overlay::new(),
             pack,
             session_packs: Vec::new(),
+            repack_pending: Vec::new(),
             other_seq: None,
             path: None,
             newest_table: 0,

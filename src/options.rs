@@ -48,6 +48,7 @@ pub struct Builder {
     pub(crate) level: i32,
     pub(crate) node_capacity: u32,
     pub(crate) frame_size: u32,
+    pub(crate) relocation_batch: Option<u64>,
 }
 
 impl Default for Builder {
@@ -61,6 +62,7 @@ impl Default for Builder {
             level: 3,
             node_capacity: DEFAULT_NODE_CAPACITY,
             frame_size: DEFAULT_FRAME_SIZE,
+            relocation_batch: None,
         }
     }
 }
@@ -104,6 +106,16 @@ impl Builder {
         self
     }
 
+    /// Leaves every repack to relocation commits, even one small enough to
+    /// do inside the commit itself, and sizes each relocation batch to
+    /// about `bytes` of new packs, at least one frame (test knob: so small
+    /// test workloads run several relocation commits; see `relocate.rs`).
+    #[doc(hidden)]
+    pub fn relocation_batch(mut self, bytes: u64) -> Self {
+        self.relocation_batch = Some(bytes);
+        self
+    }
+
     /// Creates a new lockbox file; `AlreadyExists` if the path exists.
     pub fn create(self, path: impl AsRef<Path>, key: Key) -> Result<Lockbox> {
         Lockbox::create_with(self, Place::File(path.as_ref()), key)
@@ -136,12 +148,20 @@ impl Builder {
 /// What a commit did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CommitStats {
-    /// Sequence number of the commit now durable (unchanged if nothing was staged).
+    /// Sequence number of the commit now durable (unchanged if nothing was
+    /// staged): the last relocation commit's, when there were any, so it
+    /// equals [`Lockbox::sequence`](crate::Lockbox::sequence).
     pub sequence: u64,
-    /// Metadata pages written by the commit itself (nodes, index pages, packs).
+    /// Metadata pages written by the commit itself (nodes, index pages,
+    /// packs), relocation commits included.
     pub pages_written: u64,
-    /// Bytes written by the commit itself, including the commit slot.
+    /// Bytes written by the commit itself, including the commit slots and
+    /// the relocation commits.
     pub bytes_written: u64,
+    /// Relocation commits run after the changes' own commit, to repack the
+    /// packed frames it left holding deleted members (each a complete
+    /// commit that changes no content).
+    pub relocations: u64,
     /// Entries and variables set or removed.
     pub entries_changed: u64,
     /// Wall time of the commit.
@@ -171,6 +191,11 @@ pub struct VerifyReport {
     pub free_bytes: u64,
     /// Bytes freed by the last commit (zeroed, reusable by the next).
     pub pending_bytes: u64,
+    /// Packed frames the last commit left to repack: `0` unless a crash
+    /// or an error cut its relocation commits short and no writable open
+    /// has finished them yet (their deleted members' bytes are still in
+    /// the file, sealed).
+    pub repack_pending: u64,
 }
 
 /// Progress of a long operation, passed to a callback.

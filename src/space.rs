@@ -2,14 +2,20 @@
 //!
 //! A commit works out which regions its changes free: superseded tree
 //! nodes, the frames of deleted or replaced files, frames written by this
-//! handle that ended up unused, packed frames left with no live member
-//! (a frame that still has live members is *repacked*: they move to a new
-//! frame, so the dead members' bytes go with the old one), and the
-//! previous redaction list. Those regions go into this commit's redaction
-//! list. Once the commit is durable the other commit slot is overwritten
-//! with it and every listed region is zeroed; the next commit moves them
-//! into the free-space index, from which new regions are allocated. So the
-//! index only ever holds zeroed space that no durable slot reaches.
+//! handle that ended up unused, packed frames left with no live member,
+//! and the previous redaction list. Those regions go into this commit's
+//! redaction list. Once the commit is durable the other commit slot is
+//! overwritten with it and every listed region is zeroed; the next commit
+//! moves them into the free-space index, from which new regions are
+//! allocated. So the index only ever holds zeroed space that no durable
+//! slot reaches.
+//!
+//! A packed frame that keeps live members next to dead ones cannot simply
+//! be freed: its live members must move first (*repacking*), so the dead
+//! bytes can go with the old frame. The commit only names such frames in
+//! its redaction list (`repack`); the relocation commits that `commit()`
+//! runs right after it (`relocate.rs`) move their live members, a batch at
+//! a time, into space the previous step freed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -70,24 +76,35 @@ fn walk_index(store: &Store, ptr: &Ptr, depth: u8, limit: u64, out: &mut Vec<Ptr
 /// once the commit is durable. `zero` held names or content; `plain` held
 /// only offsets and lengths (old free-space index pages, the previous
 /// list). Both are zeroed, so every byte outside reachable regions is zero.
+///
+/// `repack` names packed frames (offset, sealed length) that are still
+/// reachable, since some members live, but also hold the bytes of members
+/// that died: they are not free yet, and not zeroed. The relocation
+/// commits that follow (`relocate.rs`) move their live members into new
+/// packs and free them a batch at a time, so a commit that touches many
+/// packs does not need a second copy of all of them at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedactList {
     pub zero: Vec<(u64, u64)>,
     pub plain: Vec<(u64, u64)>,
+    pub repack: Vec<(u64, u64)>,
 }
 
 impl RedactList {
+    /// Nothing to zero and nothing to relocate: no list is written.
     pub fn is_empty(&self) -> bool {
-        self.zero.is_empty() && self.plain.is_empty()
+        self.zero.is_empty() && self.plain.is_empty() && self.repack.is_empty()
     }
 
+    /// The extents to zero (not the frames to repack, which are live).
     pub fn all(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.zero.iter().chain(&self.plain).copied()
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + (self.zero.len() + self.plain.len()) * 16);
-        for list in [&self.zero, &self.plain] {
+        let n = self.zero.len() + self.plain.len() + self.repack.len();
+        let mut out = Vec::with_capacity(12 + n * 16);
+        for list in [&self.zero, &self.plain, &self.repack] {
             out.put_u32(list.len() as u32);
             for &(o, l) in list {
                 out.put_u64(o);
@@ -99,7 +116,7 @@ impl RedactList {
 
     pub fn decode(raw: &[u8], at: u64) -> Result<RedactList> {
         let mut r = Reader::new(raw, "redaction list", at);
-        let mut lists = [Vec::new(), Vec::new()];
+        let mut lists = [Vec::new(), Vec::new(), Vec::new()];
         for list in &mut lists {
             let n = r.u32()? as usize;
             if n > r.remaining() / 16 {
@@ -110,8 +127,12 @@ impl RedactList {
             }
         }
         r.finish()?;
-        let [zero, plain] = lists;
-        Ok(RedactList { zero, plain })
+        let [zero, plain, repack] = lists;
+        Ok(RedactList {
+            zero,
+            plain,
+            repack,
+        })
     }
 }
 
@@ -141,15 +162,17 @@ pub struct SpacePlan {
     pub plain: Vec<(u64, u64)>,
     /// Changes to the pack-reference tree.
     pub pack_changes: Vec<Change>,
+    /// Packed frames still to repack after this commit, by offset.
+    pub repack: Vec<(u64, u64)>,
 }
 
 /// Staged entries that point into packed frames, by frame: (TOC keys,
 /// variable keys). Built once per commit, so finding a frame's staged
 /// members costs a lookup, not a scan of everything staged.
-type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+pub(crate) type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
 impl Lockbox {
-    fn staged_users(&self) -> StagedUsers {
+    pub(crate) fn staged_users(&self) -> StagedUsers {
         let mut users = StagedUsers::new();
         for (k, r) in &self.toc {
             if let Some(Record {
@@ -187,8 +210,10 @@ impl Lockbox {
             return Ok(());
         }
         let base: BTreeMap<u64, u64> = self.free_extents()?.into_iter().collect();
-        let extra: Vec<(u64, u64)> = self.redact_list()?.all().collect();
+        let list = self.redact_list()?;
+        let extra: Vec<(u64, u64)> = list.all().collect();
         self.store.set_allocator(Some(Allocator::new(base, &extra)));
+        self.repack_pending = list.repack;
         Ok(())
     }
 
@@ -202,6 +227,17 @@ impl Lockbox {
         let list = RedactList::decode(&self.store.read_plain(Kind::RedactList, p)?, p.offset)?;
         for e in list.all() {
             self.check_extent(e, p.offset)?;
+        }
+        // Frames to repack: inside the data area, strictly ascending (the
+        // writer sorts them), so none is named twice. Whether each is a
+        // live packed frame is checked when it is relocated and by verify.
+        let mut prev_end = DATA_START;
+        for &(off, len) in &list.repack {
+            self.check_extent((off, len), p.offset)?;
+            if off < prev_end {
+                return Err(Error::corrupt("frames to repack out of order", p.offset));
+            }
+            prev_end = off + len;
         }
         Ok(list)
     }
@@ -266,14 +302,14 @@ impl Lockbox {
         }
     }
 
-    fn old_toc(&self, key: &[u8]) -> Result<Option<Record>> {
+    pub(crate) fn old_toc(&self, key: &[u8]) -> Result<Option<Record>> {
         match btree::get(&self.store, Kind::TocNode, &self.committed.toc, key)? {
             Some(v) => Ok(Some(Record::decode(&v, 0)?)),
             None => Ok(None),
         }
     }
 
-    fn old_var(&self, key: &[u8]) -> Result<Option<VarRecord>> {
+    pub(crate) fn old_var(&self, key: &[u8]) -> Result<Option<VarRecord>> {
         match btree::get(&self.store, Kind::VarNode, &self.committed.vars, key)? {
             Some(v) => Ok(Some(VarRecord::decode(&v, 0)?)),
             None => Ok(None),
@@ -311,15 +347,28 @@ impl Lockbox {
         Ok(touched)
     }
 
-    /// Frees or repacks each touched packed frame; returns the frames freed.
-    fn repack(&mut self, touched: BTreeMap<u64, Ptr>) -> Result<Vec<Ptr>> {
-        let mut freed = Vec::new();
-        let mut users = self.staged_users();
+    /// Sorts the touched packed frames: a frame with no live member left
+    /// is freed; one whose members were only renamed is kept; one that
+    /// keeps live members next to dead ones is left for the relocation
+    /// commits (`relocate.rs`). Returns `(freed, to_repack)`.
+    fn sort_touched(&self, touched: BTreeMap<u64, Ptr>) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
+        // Staged entries that still use each touched frame (renamed ones).
+        let mut staged_uses: BTreeMap<u64, usize> = BTreeMap::new();
+        let staged = self.toc.values().flatten().map(|r| &r.content);
+        for c in staged.chain(self.vars.values().flatten().map(|r| &r.content)) {
+            if let Content::Packed { frame, .. } = c
+                && touched
+                    .get(&frame.offset)
+                    .is_some_and(|t| same_frame(t, frame))
+            {
+                *staged_uses.entry(frame.offset).or_default() += 1;
+            }
+        }
+        let (mut freed, mut to_repack) = (Vec::new(), Vec::new());
         for frame in touched.into_values() {
             let start = frame.offset.to_be_bytes().to_vec();
             let end = (frame.offset + 1).to_be_bytes().to_vec();
-            let mut before = 0usize;
-            let mut unchanged: Vec<(u8, Vec<u8>)> = Vec::new();
+            let (mut before, mut unchanged) = (0usize, 0usize);
             for item in Cursor::new(
                 &self.store,
                 Kind::PackNode,
@@ -337,67 +386,20 @@ impl Lockbox {
                     _ => self.vars.contains_key(member),
                 };
                 if !staged {
-                    unchanged.push((tag, member.to_vec()));
+                    unchanged += 1;
                 }
             }
-            let (staged_toc, staged_var) =
-                users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
-            let after = unchanged.len() + staged_toc.len() + staged_var.len();
+            let after = unchanged + staged_uses.get(&frame.offset).copied().unwrap_or(0);
             if after == before && after > 0 {
                 continue; // only renamed: no member died
             }
-            freed.push(frame);
             if after == 0 {
-                continue;
-            }
-            let bytes = self.store.with_frame(&frame, |b| Ok(b.to_vec()))?;
-            let slice = |c: &Content, len: u64| -> Result<Vec<u8>> {
-                match c {
-                    Content::Packed { offset, .. } => bytes
-                        .get(*offset as usize..(*offset as u64 + len) as usize)
-                        .map(<[u8]>::to_vec)
-                        .ok_or_else(|| {
-                            Error::corrupt("packed file beyond its frame", frame.offset)
-                        }),
-                    _ => Err(Error::corrupt(
-                        "pack reference to unpacked content",
-                        frame.offset,
-                    )),
-                }
-            };
-            let mut toc_keys = staged_toc;
-            let mut var_keys = staged_var;
-            for (tag, k) in unchanged {
-                if tag == TAG_TOC {
-                    toc_keys.push(k)
-                } else {
-                    var_keys.push(k)
-                }
-            }
-            for k in toc_keys {
-                let mut r = match self.toc.get(&k) {
-                    Some(Some(r)) => r.clone(),
-                    _ => self.old_toc(&k)?.ok_or_else(|| {
-                        Error::corrupt("pack reference to a missing entry", frame.offset)
-                    })?,
-                };
-                let data = slice(&r.content, r.len)?;
-                r.content = self.store_bytes(Member::Toc(k.clone()), &data)?;
-                self.toc.insert(k, Some(r));
-            }
-            for k in var_keys {
-                let mut r = match self.vars.get(&k) {
-                    Some(Some(r)) => r.clone(),
-                    _ => self.old_var(&k)?.ok_or_else(|| {
-                        Error::corrupt("pack reference to a missing variable", frame.offset)
-                    })?,
-                };
-                let data = slice(&r.content, r.len)?;
-                r.content = self.store_bytes(Member::Var(k.clone()), &data)?;
-                self.vars.insert(k, Some(r));
+                freed.push(frame);
+            } else {
+                to_repack.push(frame);
             }
         }
-        Ok(freed)
+        Ok((freed, to_repack))
     }
 
     /// A pack this handle wrote earlier whose members partly died since is
@@ -450,7 +452,23 @@ impl Lockbox {
     /// pack-reference changes. Runs at the start of a commit.
     pub(crate) fn plan_space(&mut self) -> Result<SpacePlan> {
         let touched = self.touched_packs()?;
-        let mut freed_ptrs = self.repack(touched)?;
+        let (mut freed_ptrs, mut to_repack) = self.sort_touched(touched)?;
+        if self.repack_inline(&to_repack) {
+            // Small enough for one relocation batch: done here, as one.
+            self.repack_now(&to_repack)?;
+            freed_ptrs.append(&mut to_repack);
+        }
+        // Frames still to repack: those pending from the last commit that
+        // this one does not free (a relocation commit frees its batch), and
+        // the ones this commit leaves with dead members.
+        let gone: BTreeSet<u64> = freed_ptrs.iter().map(|p| p.offset).collect();
+        let mut repack: BTreeMap<u64, u64> = BTreeMap::new();
+        let newly = to_repack.iter().map(|p| (p.offset, p.len as u64));
+        for (off, len) in self.repack_pending.iter().copied().chain(newly) {
+            if !gone.contains(&off) {
+                repack.insert(off, len);
+            }
+        }
         self.repack_session_packs()?;
         self.flush_pack()?;
         let written = self.store.take_written();
@@ -549,6 +567,7 @@ impl Lockbox {
             freed,
             plain,
             pack_changes,
+            repack: repack.into_iter().collect(),
         })
     }
 
@@ -582,5 +601,33 @@ impl Lockbox {
         self.store.set_tail_only(false);
         let root = r?;
         Ok((root, a.freed, a.pages_written, a.bytes_written))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_list_round_trip_and_strict_decoding() {
+        let list = RedactList {
+            zero: vec![(20480, 100), (30000, 5)],
+            plain: vec![(40000, 8)],
+            repack: vec![(50000, 4000), (60000, 3000)],
+        };
+        let raw = list.encode();
+        assert_eq!(raw.len(), 12 + 16 * 5);
+        assert_eq!(RedactList::decode(&raw, 0).unwrap(), list);
+        // truncated, trailing bytes, a count past the input
+        assert!(RedactList::decode(&raw[..raw.len() - 1], 0).is_err());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(RedactList::decode(&longer, 0).is_err());
+        let mut lying = raw.clone();
+        let at = 8 + 16 * 3;
+        lying[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(RedactList::decode(&lying, 0).is_err());
+        // the layout before the repack part: four bytes short
+        assert!(RedactList::decode(&raw[..8 + 16 * 3], 0).is_err());
     }
 }

@@ -260,6 +260,14 @@ pub fn record_seal(archive_id: &[u8; 16], key: &KeyId, nonce: &[u8]) {
     }
 }
 
+/// How many packed frames the last commit left to repack (its redaction
+/// list's `repack` part): non-zero only between a commit and the end of
+/// its relocation commits, i.e. after a crash or an error cut them short
+/// and before a writable open finished them.
+pub fn repack_pending(lb: &Lockbox) -> Result<usize> {
+    Ok(lb.redact_list()?.repack.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,8 @@ struct Walk<'a> {
     lb: &'a Lockbox,
     regions: Vec<(u64, u64)>,
     frames_seen: AHashSet<(u64, [u8; 16])>,
+    /// Packed frames reached from a `Packed` locator: offset, length.
+    packed_frames: AHashSet<(u64, u64)>,
     /// Pack references expected from packed entries, and found in the tree.
     packed: BTreeSet<Vec<u8>>,
     pack_refs: BTreeSet<Vec<u8>>,
@@ -75,6 +77,7 @@ impl Lockbox {
             lb: self,
             regions: Vec::new(),
             frames_seen: AHashSet::new(),
+            packed_frames: AHashSet::new(),
             packed: BTreeSet::new(),
             pack_refs: BTreeSet::new(),
             free: Vec::new(),
@@ -118,6 +121,18 @@ impl Lockbox {
                 v.push(raw);
             }
             pending = list.all().map(|(o, l)| (o, o.saturating_add(l))).collect();
+            // Frames left to repack are live packed frames (so the tiling
+            // below counts them once, as reachable), each named once.
+            let mut named = AHashSet::new();
+            for f in &list.repack {
+                if !w.packed_frames.contains(f) || !named.insert(f.0) {
+                    return Err(Error::corrupt(
+                        "frame to repack is not a live packed frame",
+                        p.offset,
+                    ));
+                }
+            }
+            w.report.repack_pending = list.repack.len() as u64;
         }
         let reachable: Vec<(u64, u64)> = spans.iter().map(|&(s, e, _)| (s, e)).collect();
         w.report.pending_bytes = pending.iter().map(|(o, e)| e - o).sum();
@@ -329,7 +344,10 @@ impl Walk<'_> {
         match c {
             Content::Empty | Content::Inline(_) => Ok(()),
             Content::Pending { .. } => Err(Error::corrupt("pending content in a commit", at)),
-            Content::Packed { frame, .. } => self.frame(frame, None),
+            Content::Packed { frame, .. } => {
+                self.packed_frames.insert((frame.offset, frame.len as u64));
+                self.frame(frame, None)
+            }
             Content::Frames {
                 frame_size,
                 depth,

@@ -18,13 +18,19 @@
 //! Every image must open, show exactly the last committed reference state
 //! before the interrupted commit or the new one (entries with kinds and
 //! lengths, every file's bytes, symlink targets, variables; and the matching
-//! `sequence()`), and pass `verify()`. A commit that fails with
+//! `sequence()`), and pass `verify()`. A commit may be followed by
+//! relocation commits (they repack packed frames that lost members, and
+//! change no content): any of them counts as the new state, under its own
+//! later sequence. An image left between a commit and the end of its
+//! relocation commits must also read the same data, and verify, read-only
+//! (before a writable open finishes them). A commit that fails with
 //! `RedactionPending` has passed its commit point and says it is durable:
 //! then only the new state is accepted. Some images are then written to and
 //! committed again, to check that the recovered file stays usable.
 //!
 //! The op sequences are seeded (odd seeds use 1 KiB B-tree nodes, so trees
-//! are several levels deep); for every sequence we first count its backend
+//! are several levels deep; seeds 0 and 1 mod 4 write mostly packed files
+//! and leave every repack to relocation commits, see [`builder`]); for every sequence we first count its backend
 //! operations, then replay it with a crash at every one of them (every write
 //! and sync of every commit, of rollback, and of staging large files between
 //! commits). Some recovered images of crashes inside commits get a sweep of
@@ -53,6 +59,7 @@ use lockbox::testing::Backend;
 use lockbox::{Error, Lockbox};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::ops::RangeInclusive;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -419,17 +426,26 @@ fn apply_ref(st: &mut RefState, op: &Op) {
     }
 }
 
-fn data_len(rng: &mut XorShift) -> usize {
+/// A content length: inline, packed or framed. `packed_heavy` sequences
+/// (those whose repacks go to relocation commits) mostly write packed
+/// files, so their deletes and overwrites leave packs with dead members.
+fn data_len(rng: &mut XorShift, packed_heavy: bool) -> usize {
+    let (inline, packed) = if packed_heavy { (20, 90) } else { (45, 85) };
     match rng.below(100) {
-        0..=44 => rng.below(129) as usize, // inline (incl. empty)
-        45..=84 => rng.range(129, 12_000), // packed
-        _ => rng.range(65_537, 200_000),   // framed, several frames
+        x if x < inline => rng.below(129) as usize, // inline (incl. empty)
+        x if x < packed => rng.range(129, 12_000),  // packed
+        _ => rng.range(65_537, 200_000),            // framed, several frames
     }
+}
+
+/// Whether a seed's repacks go to relocation commits (see [`builder`]).
+fn relocating(seed: u64) -> bool {
+    seed % 4 < 2
 }
 
 /// A seeded sequence of changes that are all valid when applied in order
 /// (so any failure without a crash is a bug), ending with a commit.
-fn gen_ops(seed: u64, n: usize, from: &RefState, from_keys: &Keys) -> Vec<Op> {
+fn gen_ops(seed: u64, n: usize, from: &RefState, from_keys: &Keys, packed_heavy: bool) -> Vec<Op> {
     let mut rng = XorShift::new(seed);
     let leaves = leaves();
     let mut committed = from.clone();
@@ -443,7 +459,7 @@ fn gen_ops(seed: u64, n: usize, from: &RefState, from_keys: &Keys) -> Vec<Op> {
                 if matches!(st.entries.get(&p), Some(RefNode::Symlink(_))) {
                     continue;
                 }
-                let len = data_len(&mut rng);
+                let len = data_len(&mut rng, packed_heavy);
                 Op::Put(p, content(rng.next_u64(), len))
             }
             28..=35 => {
@@ -451,7 +467,7 @@ fn gen_ops(seed: u64, n: usize, from: &RefState, from_keys: &Keys) -> Vec<Op> {
                 if matches!(st.entries.get(&p), Some(RefNode::Symlink(_))) {
                     continue;
                 }
-                let len = data_len(&mut rng);
+                let len = data_len(&mut rng, packed_heavy);
                 Op::PutReader(p, content(rng.next_u64(), len))
             }
             36..=45 => {
@@ -505,7 +521,7 @@ fn gen_ops(seed: u64, n: usize, from: &RefState, from_keys: &Keys) -> Vec<Op> {
                 Op::Mkdir(rng.pick(&free).to_string())
             }
             66..=75 => {
-                let len = data_len(&mut rng);
+                let len = data_len(&mut rng, packed_heavy);
                 Op::SetVar(rng.pick(&VARS).to_string(), content(rng.next_u64(), len))
             }
             76..=80 => Op::RemoveVar(rng.pick(&VARS).to_string()),
@@ -552,8 +568,14 @@ struct Played {
     crashed_in: Option<usize>,
     /// The last committed state and its sequence, before the crash.
     old: (u64, RefState),
-    /// For a crash inside a commit with changes: the state it was committing.
+    /// For a crash inside a commit with changes: the state it was committing
+    /// and its sequence (its relocation commits, logically the same state,
+    /// have the sequences after it).
     new: Option<(u64, RefState)>,
+    /// The crash came in a writable open that may have been running
+    /// relocation commits the image had left over: the old state may then
+    /// show under a later sequence.
+    old_may_relocate: bool,
     /// The crashed commit returned `RedactionPending`: it reports itself
     /// durable, so only the new state is acceptable.
     past_commit_point: bool,
@@ -564,17 +586,28 @@ struct Played {
     /// recorder files its sealings and those of every image reopened from
     /// it.
     archive: Option<[u8; 16]>,
+    /// Relocation commits run by the commits that returned `Ok`.
+    relocations: u64,
 }
 
 /// The builder of a seed: odd seeds use 1 KiB B-tree nodes, so their trees
-/// are several levels deep and a commit rewrites several nodes.
+/// are several levels deep and a commit rewrites several nodes. Seeds
+/// `0, 1 (mod 4)` leave every repack of a packed frame that lost members to
+/// relocation commits (one frame each for `0`, about 16 KiB for `1`), so a
+/// commit that deletes or replaces a packed file is followed by several
+/// complete relocation commits, each with its own crash points; the other
+/// seeds repack such small amounts inside the commit itself (the default).
 fn builder(seed: u64) -> lockbox::Builder {
-    let b = Lockbox::builder();
+    let mut b = Lockbox::builder();
     if seed % 2 == 1 {
-        b.node_capacity(1024)
-    } else {
-        b
+        b = b.node_capacity(1024);
     }
+    match seed % 4 {
+        0 => b.relocation_batch(1),
+        1 => b.relocation_batch(16 << 10),
+        _ => b,
+    }
+    // (`relocating` says which seeds these are)
 }
 
 /// Where a run starts: a new lockbox, or an existing image (a recovered
@@ -611,9 +644,11 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                             crashed_in: None,
                             old: (0, RefState::default()),
                             new: None,
+                            old_may_relocate: false,
                             past_commit_point: false,
                             keys: vec![Keys::new()],
                             archive: None,
+                            relocations: 0,
                         });
                     }
                     return Err(format!("create_on failed without a crash: {e:?}"));
@@ -648,9 +683,11 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                         crashed_in: Some(IN_OPEN),
                         old: (*seq, st.clone()),
                         new: None,
+                        old_may_relocate: true,
                         past_commit_point: false,
                         keys: vec![keys.clone()],
                         archive: None,
+                        relocations: 0,
                     });
                 }
                 Err(e) => return Err(format!("open_on of the recovered image failed: {e:?}")),
@@ -658,19 +695,23 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
             if be.crashed() {
                 return Err("open_on returned Ok although a write or sync of it failed".into());
             }
-            if lb.sequence() != *seq {
+            // The open finishes relocation commits the image had left
+            // over: the same state under a later sequence.
+            if lb.sequence() < *seq {
                 return Err(format!(
-                    "recovered image opened at sequence {}, expected {seq}",
+                    "recovered image opened at sequence {}, expected {seq} or later",
                     lb.sequence()
                 ));
             }
-            (lb, st.clone(), *seq, keys.clone())
+            let s = lb.sequence();
+            (lb, st.clone(), s, keys.clone())
         }
     };
     let create_ops = be.ops();
     let archive = Some(lockbox::testing::archive_id(&lb));
     let mut staged = committed.clone();
     let mut spans = Vec::new();
+    let mut relocations = 0;
     for (i, op) in ops.iter().enumerate() {
         let before = be.ops();
         let changes = lb.has_changes();
@@ -697,8 +738,15 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                 }
             }
             Op::Commit => lb.commit().map(|s| {
-                let want = if changes { seq + 1 } else { seq };
+                // relocation commits follow the commit itself
+                let want = if changes {
+                    seq + 1 + s.relocations
+                } else {
+                    seq
+                };
                 assert_eq!(s.sequence, want, "op #{i}: CommitStats::sequence");
+                assert_eq!(s.sequence, lb.sequence(), "op #{i}: CommitStats::sequence");
+                relocations += s.relocations;
             }),
             Op::Rollback => {
                 lb.rollback();
@@ -721,10 +769,12 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                 Op::Commit if changes => Some((seq + 1, staged.clone())),
                 _ => None,
             };
-            // a commit that failed after its commit point says so
+            // a commit that failed after its commit point says so, with
+            // the sequence of the last durable commit: its own, or one of
+            // its relocation commits
             let past_commit_point = match &r {
                 Err(Error::RedactionPending { sequence, .. }) => {
-                    if new.is_none() || *sequence != seq + 1 {
+                    if new.is_none() || *sequence < seq + 1 {
                         return Err(format!(
                             "op #{i} {op:?} returned RedactionPending for sequence {sequence}, \
                              the commit was for {}",
@@ -757,9 +807,11 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
                 crashed_in: Some(i),
                 old: (seq, committed),
                 new,
+                old_may_relocate: false,
                 past_commit_point,
                 keys,
                 archive,
+                relocations,
             });
         }
         if let Err(e) = r {
@@ -767,16 +819,20 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
         }
         match op {
             Op::Commit => {
-                if changes {
-                    seq += 1;
-                }
-                committed = staged.clone();
-                if lb.sequence() != seq {
+                if changes && lb.sequence() <= seq {
                     return Err(format!(
-                        "after op #{i} commit: sequence() {} expected {seq}",
+                        "after op #{i} commit: sequence() {} expected more than {seq}",
                         lb.sequence()
                     ));
                 }
+                if !changes && lb.sequence() != seq {
+                    return Err(format!(
+                        "after op #{i} commit without changes: sequence() {} expected {seq}",
+                        lb.sequence()
+                    ));
+                }
+                seq = lb.sequence();
+                committed = staged.clone();
             }
             Op::Rollback => staged = committed.clone(),
             Op::AddKey(k) => {
@@ -815,9 +871,11 @@ fn play(seed: u64, start: &Start, ops: &[Op], crash_at: Option<u64>) -> Result<P
         crashed_in: None,
         old: (seq, committed),
         new: None,
+        old_may_relocate: false,
         past_commit_point: false,
         keys: vec![keys],
         archive,
+        relocations,
     })
 }
 
@@ -845,6 +903,11 @@ struct Tally {
     images: BTreeMap<&'static str, u64>,
     matched_old: u64,
     matched_new: u64,
+    /// Images left between a commit and the end of its relocation commits
+    /// (frames still to repack).
+    images_mid_relocation: u64,
+    /// Relocation commits run by the sequences' commits without a crash.
+    relocations: u64,
     recovered_commits: u64,
     /// Sealings checked for a repeated (subkey, nonce) pair, and the
     /// recording they come from (set by `run_part`).
@@ -869,19 +932,40 @@ impl Tally {
     }
 }
 
-/// Opens an image and checks it shows exactly one of `cands` and verifies.
-/// Returns the index of the candidate it matched.
-fn check_image(
-    bytes: Vec<u8>,
-    cands: &[(u64, &RefState)],
-    keysets: &[Keys],
-) -> Result<(usize, Keys), String> {
+/// A state an image may show: the sequences it may show under (a commit
+/// and the relocation commits after it hold the same state), and the state.
+type Cand<'a> = (RangeInclusive<u64>, &'a RefState);
+
+/// What an image opened as.
+struct Opened {
+    /// Index of the candidate it matched.
+    cand: usize,
+    /// The extra keys that open it.
+    keys: Keys,
+    /// Its active sequence, read-only (before a writable open finishes
+    /// relocation commits that were cut short).
+    seq: u64,
+    /// Frames its last commit left to repack (relocation cut short).
+    repack_pending: usize,
+}
+
+/// Opens an image and checks it shows exactly one of `cands` and verifies:
+/// read-only first (the keys, and, if relocation commits were cut short,
+/// that the frames they left are read correctly), then writable (which
+/// finishes the redaction and any relocation) for the full check.
+fn check_image(bytes: Vec<u8>, cands: &[Cand], keysets: &[Keys]) -> Result<Opened, String> {
+    let read_only = |k: lockbox::Key| {
+        Lockbox::builder()
+            .read_only(true)
+            .open_bytes(bytes.clone(), k)
+    };
     // which extra keys open it: exactly one of the acceptable sets, at the
-    // same sequence as the base key
+    // same sequence as the base key (read-only: a writable open may run
+    // relocation commits, and how many can differ from open to open)
     let mut opened = Keys::new();
     let mut seqs = BTreeSet::new();
     for k in EXTRA_KEYS {
-        match Lockbox::builder().open_bytes(bytes.clone(), extra_key(k)) {
+        match read_only(extra_key(k)) {
             Ok(lb) => {
                 opened.insert(k);
                 seqs.insert(lb.sequence());
@@ -895,38 +979,83 @@ fn check_image(
             "the extra keys that open the image are {opened:?}, expected one of {keysets:?}"
         ));
     }
+    let ro = read_only(key()).map_err(|e| format!("read-only open_bytes failed: {e:?}"))?;
+    let seq0 = ro.sequence();
+    if seqs.iter().any(|&s| s != seq0) {
+        return Err(format!(
+            "extra keys open sequences {seqs:?}, the base key {seq0}"
+        ));
+    }
+    let repack_pending = lockbox::testing::repack_pending(&ro)
+        .map_err(|e| format!("reading the redaction list failed: {e:?}"))?;
+    // Between a commit and the end of its relocation commits: the frames
+    // still to repack are live, so the state reads and verifies as is.
+    let seen_ro = if repack_pending > 0 {
+        ro.verify().map_err(|e| {
+            format!("read-only verify with {repack_pending} frames to repack failed: {e:?}")
+        })?;
+        Some(observe(&ro).map_err(|e| format!("reading the state read-only failed: {e}"))?)
+    } else {
+        None
+    };
+    drop(ro);
     let lb = Lockbox::builder()
         .open_bytes(bytes, key())
         .map_err(|e| format!("open_bytes failed: {e:?}"))?;
-    if seqs.iter().any(|&s| s != lb.sequence()) {
-        return Err(format!(
-            "extra keys open sequences {seqs:?}, the base key {}",
-            lb.sequence()
-        ));
-    }
     let seen = observe(&lb).map_err(|e| format!("reading the state failed: {e}"))?;
     let seq = lb.sequence();
-    let Some(i) = cands.iter().position(|(s, st)| *s == seq && **st == seen) else {
+    if seq < seq0 || (seq != seq0 && repack_pending == 0) {
+        return Err(format!(
+            "read-only the image opens at sequence {seq0} ({repack_pending} frames to repack), \
+             writable at {seq}"
+        ));
+    }
+    if let Some(ro) = &seen_ro
+        && *ro != seen
+    {
+        return Err(format!(
+            "with relocation commits cut short, read-only reads differ from the state after \
+             a writable open finished them: {}",
+            seen.diff(ro)
+        ));
+    }
+    let Some(i) = cands
+        .iter()
+        .position(|(s, st)| s.contains(&seq) && **st == seen)
+    else {
         let mut msg = format!(
             "state is neither the old nor the new commit: opened sequence {seq}, got {}",
             seen.summary()
         );
         for (s, st) in cands {
             msg.push_str(&format!(
-                "\n      vs sequence {s}: {}\n         diff: {}",
+                "\n      vs sequences {s:?}: {}\n         diff: {}",
                 st.summary(),
                 st.diff(&seen)
             ));
         }
         return Err(msg);
     };
-    lb.verify()
+    let report = lb
+        .verify()
         .map_err(|e| format!("verify failed on a state that matched sequence {seq}: {e:?}"))?;
-    Ok((i, opened))
+    if report.repack_pending != 0 {
+        return Err(format!(
+            "a writable open left {} frames to repack",
+            report.repack_pending
+        ));
+    }
+    Ok(Opened {
+        cand: i,
+        keys: opened,
+        seq: seq0,
+        repack_pending,
+    })
 }
 
 /// Opens a recovered image, changes it, commits, reopens the result and
-/// checks the commit landed on top of the recovered state.
+/// checks the commit landed on top of the recovered state (`base`: the
+/// image's sequence, before the open finishes any relocation commits).
 fn continue_after_recovery(
     bytes: Vec<u8>,
     base: (u64, &RefState),
@@ -951,15 +1080,28 @@ fn continue_after_recovery(
         .insert("after/small".into(), RefNode::File(small));
     want.vars.insert("after".into(), b"recovered".to_vec());
     let img = lb.image().map_err(|e| format!("image(): {e:?}"))?;
+    let seq = lb.sequence();
     drop(lb);
-    match check_image(img, &[(base.0 + 1, &want)], std::slice::from_ref(keys)) {
+    if seq <= base.0 {
+        return Err(format!(
+            "a commit on the recovered image (sequence {}) gave sequence {seq}",
+            base.0
+        ));
+    }
+    match check_image(img, &[(seq..=seq, &want)], std::slice::from_ref(keys)) {
         Ok(_) => Ok(()),
         Err(e) => Err(format!("after a commit on the recovered image: {e}")),
     }
 }
 
 fn run_seed(seed: u64, n_ops: usize, t: &mut Tally) {
-    let ops = gen_ops(seed, n_ops, &RefState::default(), &Keys::new());
+    let ops = gen_ops(
+        seed,
+        n_ops,
+        &RefState::default(),
+        &Keys::new(),
+        relocating(seed),
+    );
     sweep(&format!("seed {seed}"), seed, &Start::Create, &ops, t, 0);
 }
 
@@ -991,6 +1133,7 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
     if own_archive {
         t.check_nonces(&format!("{label}: run without crash"), full.archive);
     }
+    t.relocations += full.relocations;
     let total = full.be.ops();
     let mut rng = XorShift::new(seed ^ 0xC4A5_4C4A_5400 ^ (total << 32) ^ depth as u64);
     // crashes in create are `crash_during_create`'s; an open's writes count
@@ -1074,13 +1217,19 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
         if crash_op == "sync" {
             t.crash_points_at_sync += 1;
         }
-        let mut cands: Vec<(u64, &RefState)> = vec![(played.old.0, &played.old.1)];
+        let old_seqs = if played.old_may_relocate {
+            played.old.0..=u64::MAX
+        } else {
+            played.old.0..=played.old.0
+        };
+        let mut cands: Vec<Cand> = vec![(old_seqs, &played.old.1)];
         if let Some((s, st)) = &played.new {
             if played.past_commit_point {
                 cands.clear();
                 t.past_commit_point += 1;
             }
-            cands.push((*s, st));
+            // the commit, or any relocation commit after it
+            cands.push((*s..=u64::MAX, st));
         }
         let mut recovered = 0;
         for img in images(&durable, &pending, &mut rng) {
@@ -1102,17 +1251,25 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
             match catch_unwind(AssertUnwindSafe(|| {
                 check_image(img.bytes.clone(), &cands, &played.keys)
             })) {
-                Ok(Ok((i, keys))) => {
-                    if cands[i].0 == played.old.0 {
+                Ok(Ok(Opened {
+                    cand: i,
+                    keys,
+                    seq,
+                    repack_pending,
+                })) => {
+                    if *cands[i].1 == played.old.1 && cands[i].0.contains(&played.old.0) {
                         t.matched_old += 1;
                     } else {
                         t.matched_new += 1;
+                    }
+                    if repack_pending > 0 {
+                        t.images_mid_relocation += 1;
                     }
                     if keep {
                         recovered += 1;
                         t.recovered_commits += 1;
                         match catch_unwind(AssertUnwindSafe(|| {
-                            continue_after_recovery(img.bytes.clone(), cands[i], &keys)
+                            continue_after_recovery(img.bytes.clone(), (seq, cands[i].1), &keys)
                         })) {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => t.failures.push(format!("{}: {e}", ctx())),
@@ -1124,9 +1281,15 @@ fn sweep(label: &str, seed: u64, start: &Start, ops: &[Op], t: &mut Tally, depth
                         }
                     }
                     if nested {
-                        let (s, st) = cands[i];
-                        let more = gen_ops(seed.wrapping_mul(1000) + n, NESTED_OPS, st, &keys);
-                        let start = Start::Image(Arc::new(img.bytes), s, st.clone(), keys);
+                        let st = cands[i].1;
+                        let more = gen_ops(
+                            seed.wrapping_mul(1000) + n,
+                            NESTED_OPS,
+                            st,
+                            &keys,
+                            relocating(seed),
+                        );
+                        let start = Start::Image(Arc::new(img.bytes), seq, st.clone(), keys);
                         sweep(
                             &format!("{} then", ctx()),
                             seed,
@@ -1169,8 +1332,9 @@ fn run_part(part: u64, parts: u64) {
     println!(
         "[crash] part {part}/{parts}: {} sequences, {} crash points + {} in sequences after a \
          recovery ({} of them inside the reopen; {} inside commits, {} inside add_key/remove_key, \
-         {} at a sync), {images} images {:?}; matched old {} / new {}; {} commits after \
-         recovery; \
+         {} at a sync), {images} images {:?}; matched old {} / new {}; {} images between a \
+         commit and the end of its relocation commits ({} relocation commits in the runs \
+         without a crash); {} commits after recovery; \
          {} crash points after a commit point (RedactionPending: new state only); {} replays \
          crashed in another op than the first run, {} crash points not reached; {} sealings \
          checked for a repeated (subkey, nonce) pair; {} failures; {:.1?}",
@@ -1184,6 +1348,8 @@ fn run_part(part: u64, parts: u64) {
         t.images,
         t.matched_old,
         t.matched_new,
+        t.images_mid_relocation,
+        t.relocations,
         t.recovered_commits,
         t.past_commit_point,
         t.moved,
@@ -1205,6 +1371,11 @@ fn run_part(part: u64, parts: u64) {
                 .join("\n")
         );
     }
+
+    assert!(
+        t.images_mid_relocation > 0,
+        "no crash image fell between a commit and the end of its relocation commits"
+    );
 }
 
 #[test]
@@ -1273,7 +1444,7 @@ fn crash_during_create() {
                     Err(e) => Err(err_name(&e)),
                     Ok(_) => Ok(check_image(
                         img.bytes.clone(),
-                        &[(1, &empty)],
+                        &[(1..=1, &empty)],
                         &[Keys::new()],
                     )),
                 }

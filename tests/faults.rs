@@ -4,7 +4,10 @@
 //! commit, reads, rollback, more puts, delete, rename, commit, reads,
 //! reopen, puts, delete, commit, reads, reopen, delete, rename, commit,
 //! reads), for N = 1, 2, 3… until the workload
-//! runs without reaching the fault.
+//! runs without reaching the fault. Every sweep runs twice: with the
+//! default (the workload's small repacks happen inside its commits) and with
+//! every repack left to relocation commits (`Builder::relocation_batch`),
+//! so faults also land inside those.
 //!
 //! The contract checked, as the code defines it (`Lockbox::guarded`,
 //! `commit_inner`, docs/design.md "A failed write or sync poisons the
@@ -269,8 +272,15 @@ fn workload() -> Vec<Step> {
     w
 }
 
-fn builder() -> lockbox::Builder {
-    Lockbox::builder().node_capacity(1024)
+/// 1 KiB nodes, so trees have several levels. With `relocate`, every
+/// repack of a packed frame that lost members goes to relocation commits,
+/// one frame each (`Builder::relocation_batch`): the workload's deletes and
+/// overwrites of packed files then run several complete commits after the
+/// commit itself, each with its own faults. Without, such small repacks
+/// happen inside the commit (the default).
+fn builder(relocate: bool) -> lockbox::Builder {
+    let b = Lockbox::builder().node_capacity(1024);
+    if relocate { b.relocation_batch(1) } else { b }
 }
 
 // ---------------------------------------------------------------------------
@@ -289,6 +299,10 @@ enum Poison {
 struct Run {
     be: FaultBackend,
     fault: Option<Fault>,
+    /// Repacks go to relocation commits (see [`builder`]).
+    relocate: bool,
+    /// Relocation commits run by commits that returned `Ok`.
+    relocations: u64,
     lb: Option<Lockbox>,
     committed: RefState,
     staged: RefState,
@@ -452,7 +466,7 @@ impl Run {
         match step {
             Step::Create => {
                 let before = self.be.fired();
-                let r = builder().create_on(Box::new(self.be.clone()), key());
+                let r = builder(self.relocate).create_on(Box::new(self.be.clone()), key());
                 let fired = self.be.fired() > before;
                 match r {
                     Ok(lb) if !fired => {
@@ -567,16 +581,19 @@ impl Run {
                             "commit returned RedactionPending without a fault: {source:?}"
                         ));
                     }
-                    if !changes || *sequence != self.seq + 1 {
+                    // the commit's own sequence, or one of its relocation
+                    // commits' (the last durable one)
+                    if !changes || *sequence < self.seq + 1 {
                         self.fail(format!(
-                            "commit returned RedactionPending for sequence {sequence}, expected {}",
+                            "commit returned RedactionPending for sequence {sequence}, expected {} \
+                             or later",
                             self.seq + 1
                         ));
                     }
                     if self.poison == Poison::Yes {
                         self.fail("commit ran on a poisoned handle".into());
                     }
-                    self.seq += 1;
+                    self.seq = *sequence;
                     self.committed = self.staged.clone();
                     self.last_ok = (self.seq, self.committed.clone());
                     self.poison = Poison::Yes;
@@ -592,7 +609,9 @@ impl Run {
                 let failed = r.is_err();
                 if let Some(stats) = self.change_outcome(r, fired, "commit") {
                     if changes {
-                        self.seq += 1;
+                        // the commit, then its relocation commits
+                        self.seq += 1 + stats.relocations;
+                        self.relocations += stats.relocations;
                     }
                     if stats.sequence != self.seq {
                         self.fail(format!(
@@ -629,20 +648,29 @@ impl Run {
             Step::Reopen => {
                 self.lb = None;
                 let before = self.be.fired();
-                let r = builder().open_on(Box::new(self.be.clone()), key());
+                let r = builder(self.relocate).open_on(Box::new(self.be.clone()), key());
                 let fired = self.be.fired() > before;
                 match r {
                     Ok(lb) => {
                         // A commit whose final sync failed returned Err, but
                         // its slot write may be visible: its outcome is
                         // indeterminate, so a reopen may show it.
+                        // (then the open may have finished its relocation
+                        // commits: the same state, later sequences)
                         if let Some((s, st, _)) = &self.inflight
-                            && lb.sequence() == *s
+                            && lb.sequence() >= *s
                             && *s == self.seq + 1
                         {
-                            self.seq = *s;
+                            self.seq = lb.sequence();
                             self.committed = st.clone();
                             self.adopted_inflight += 1;
+                            self.inflight = None;
+                        }
+                        // A writable open finishes relocation commits a
+                        // failure cut short: the same state, later sequences.
+                        if lb.sequence() > self.seq && self.relocate {
+                            self.seq = lb.sequence();
+                            self.last_ok.0 = self.seq;
                         }
                         if lb.sequence() != self.seq {
                             self.fail(format!(
@@ -800,8 +828,10 @@ fn check_bytes(bytes: Vec<u8>, cands: &[(u64, RefState)], created: bool) -> Resu
     let empty = [(1, RefState::default())];
     let cands = if created { cands } else { &empty[..] };
     let seen = observe(&lb).map_err(|e| format!("reading failed: {e}"))?;
+    // A writable open finishes relocation commits that a failure cut
+    // short: the same state under a later sequence.
     let seq = lb.sequence();
-    if !cands.iter().any(|(s, st)| *s == seq && *st == seen) {
+    if !cands.iter().any(|(s, st)| *s <= seq && *st == seen) {
         let mut msg = format!("opened sequence {seq} with {}", seen.summary());
         for (s, st) in cands {
             msg.push_str(&format!(
@@ -824,13 +854,16 @@ struct Outcome {
     errors: BTreeMap<&'static str, u64>,
     adopted_inflight: u64,
     redaction_pending: u64,
+    relocations: u64,
 }
 
-fn run(fault: Option<Fault>, steps: &[Step]) -> Outcome {
+fn run(fault: Option<Fault>, steps: &[Step], relocate: bool) -> Outcome {
     let be = FaultBackend::new(fault);
     let mut r = Run {
         be: be.clone(),
         fault,
+        relocate,
+        relocations: 0,
         lb: None,
         committed: RefState::default(),
         staged: RefState::default(),
@@ -862,12 +895,17 @@ fn run(fault: Option<Fault>, steps: &[Step]) -> Outcome {
         errors: r.errors,
         adopted_inflight: r.adopted_inflight,
         redaction_pending: r.redaction_pending,
+        relocations: r.relocations,
     }
 }
 
 /// For N = 1, 2, … fails the N-th operation of `kind` until the workload
 /// no longer reaches it. Returns (fault points, failures).
-fn sweep(kind: OpKind, permanent: bool) -> (u64, Vec<String>, BTreeMap<&'static str, u64>) {
+fn sweep(
+    kind: OpKind,
+    permanent: bool,
+    relocate: bool,
+) -> (u64, Vec<String>, BTreeMap<&'static str, u64>) {
     let steps = workload();
     let started = Instant::now();
     let mut points = 0;
@@ -884,6 +922,7 @@ fn sweep(kind: OpKind, permanent: bool) -> (u64, Vec<String>, BTreeMap<&'static 
                 permanent,
             }),
             &steps,
+            relocate,
         );
         if o.fired == 0 {
             break;
@@ -901,11 +940,16 @@ fn sweep(kind: OpKind, permanent: bool) -> (u64, Vec<String>, BTreeMap<&'static 
         assert!(nth < 100_000, "the workload never stops reaching the fault");
     }
     println!(
-        "[faults] {kind:?} {}: {points} fault points; first fired in {} distinct steps; errors \
+        "[faults] {kind:?} {}{}: {points} fault points; first fired in {} distinct steps; errors \
          returned {errors:?}; {adopted} reopens showed a commit whose commit() had failed; {pending} commits \
          returned RedactionPending; \
          {} failures; {:.1?}",
         if permanent { "permanent" } else { "once" },
+        if relocate {
+            ", repacks in relocation commits"
+        } else {
+            ""
+        },
         where_fired.len(),
         failures.len(),
         started.elapsed()
@@ -916,10 +960,12 @@ fn sweep(kind: OpKind, permanent: bool) -> (u64, Vec<String>, BTreeMap<&'static 
 fn report(kind: OpKind) {
     let mut all = Vec::new();
     let mut points = 0;
-    for permanent in [false, true] {
-        let (p, f, _) = sweep(kind, permanent);
-        points += p;
-        all.extend(f);
+    for relocate in [false, true] {
+        for permanent in [false, true] {
+            let (p, f, _) = sweep(kind, permanent, relocate);
+            points += p;
+            all.extend(f);
+        }
     }
     assert!(points > 0, "no {kind:?} fault point was reached");
     if !all.is_empty() {
@@ -937,17 +983,30 @@ fn report(kind: OpKind) {
 /// each kind it issues.
 #[test]
 fn workload_without_faults() {
-    let o = run(None, &workload());
-    println!(
-        "[faults] workload without faults: reads {}, writes {}, syncs {}, set_len {}",
-        o.counts[0], o.counts[1], o.counts[2], o.counts[3]
-    );
-    assert!(o.failures.is_empty(), "{}", o.failures.join("\n"));
-    assert!(
-        o.counts.iter().all(|&c| c > 0),
-        "every kind of operation is exercised: {:?}",
-        o.counts
-    );
+    for relocate in [false, true] {
+        let o = run(None, &workload(), relocate);
+        println!(
+            "[faults] workload without faults{}: reads {}, writes {}, syncs {}, set_len {}; {} \
+             relocation commits",
+            if relocate { ", relocation commits" } else { "" },
+            o.counts[0],
+            o.counts[1],
+            o.counts[2],
+            o.counts[3],
+            o.relocations
+        );
+        assert!(o.failures.is_empty(), "{}", o.failures.join("\n"));
+        assert!(
+            o.counts.iter().all(|&c| c > 0),
+            "every kind of operation is exercised: {:?}",
+            o.counts
+        );
+        assert_eq!(
+            o.relocations > 0,
+            relocate,
+            "the workload's packed deletes run relocation commits when repacks are deferred"
+        );
+    }
 }
 
 #[test]

@@ -1957,6 +1957,198 @@ fn free_space_index_lies() {
 }
 
 // ---------------------------------------------------------------------------
+// Hostile lists of frames to repack (the redaction list's third part)
+// ---------------------------------------------------------------------------
+
+/// Paths and contents.
+type Files = Vec<(String, Vec<u8>)>;
+
+/// Five packed files in one frame, committed; the image, the packed frame,
+/// the TOC leaf and the files.
+fn packed_base() -> (Vec<u8>, Ptr, Ptr, Files) {
+    let mut lb = Lockbox::builder().create_in_memory(key()).unwrap();
+    let files: Files = (0..5)
+        .map(|i| (format!("p/f{i}"), drivers::content(40 + i, 1000)))
+        .collect();
+    for (p, d) in &files {
+        lb.put(p, d).unwrap();
+    }
+    lb.commit().unwrap();
+    let img = lb.image().unwrap();
+    drop(lb);
+    let keys = forge::unwrap_raw(&img, &drivers::RAW).unwrap();
+    let rec = forge::newest_commit(&keys, &img).unwrap();
+    let regions = forge::walk(&keys, &img, &rec).unwrap();
+    let frames: Vec<Ptr> = regions
+        .iter()
+        .filter(|r| r.kind == forge::kind::FRAME)
+        .map(|r| r.ptr)
+        .collect();
+    assert_eq!(frames.len(), 1, "the five files share one packed frame");
+    (img, frames[0], rec.toc.root.unwrap(), files)
+}
+
+/// `base` with one more commit (same trees) whose redaction list is
+/// `list` (its plaintext, written as is). `dirty`: the redaction mark says
+/// a writer used free space, so a writable open redoes the redaction and
+/// runs the relocation commits at once; else the first commit does.
+fn with_redaction_list(base: &[u8], list: &[u8], dirty: bool) -> Vec<u8> {
+    let mut img = base.to_vec();
+    let keys = forge::unwrap_raw(&img, &drivers::RAW).unwrap();
+    let mut rec = forge::newest_commit(&keys, &img).unwrap();
+    rec.seq += 1;
+    rec.redact = Some(forge::append_plain(
+        &keys,
+        &mut img,
+        forge::kind::REDACT_LIST,
+        rec.seq,
+        list,
+    ));
+    forge::commit_both(&keys, &mut img, rec);
+    if dirty {
+        img[14336..14344].copy_from_slice(&0u64.to_le_bytes());
+    }
+    img
+}
+
+/// A redaction list: `zero` and `plain` empty, then these repack extents
+/// (or, with `count`, that count in front of them).
+fn repack_list(extents: &[(u64, u64)], count: Option<u32>) -> Vec<u8> {
+    let mut o = Vec::new();
+    o.extend_from_slice(&0u32.to_le_bytes());
+    o.extend_from_slice(&0u32.to_le_bytes());
+    o.extend_from_slice(&count.unwrap_or(extents.len() as u32).to_le_bytes());
+    for (off, len) in extents {
+        o.extend_from_slice(&off.to_le_bytes());
+        o.extend_from_slice(&len.to_le_bytes());
+    }
+    o
+}
+
+/// Frames to repack that are not live packed frames, or not in the data
+/// area, or named twice, or a count that lies. A writable open (which
+/// relocates at once when the mark is dirty) and the first commit (which
+/// relocates otherwise) refuse them with `Corrupt`, never a panic, a hang or
+/// a large allocation, and never by damaging the archive; reads, which do
+/// not look at the list, still return the right bytes; `verify()` fails.
+/// The control (the live frame, named once) is relocated: afterwards the
+/// files read back, nothing is left to repack and the archive verifies.
+#[test]
+fn repack_list_lies() {
+    let (base, frame, leaf, files) = packed_base();
+    let end = base.len() as u64;
+    let fr = (frame.offset, frame.len as u64);
+    let control = repack_list(&[fr], None);
+    let mut failures = Vec::new();
+    for dirty in [true, false] {
+        // control
+        let img = with_redaction_list(&base, &control, dirty);
+        let r = timed(20, "repack control", move || -> Result<(), String> {
+            let mut lb = open(img).map_err(|e| format!("open: {e}"))?;
+            lb.put("p/new", &drivers::content(99, 700))
+                .map_err(|e| format!("put: {e}"))?;
+            lb.commit().map_err(|e| format!("commit: {e}"))?;
+            let left = testing::repack_pending(&lb).map_err(|e| e.to_string())?;
+            let report = lb.verify().map_err(|e| format!("verify: {e}"))?;
+            if left != 0 || report.repack_pending != 0 {
+                return Err(format!("{left} frames left to repack"));
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            failures.push(format!("control (dirty mark {dirty}): {e}"));
+        }
+        for (case, list) in [
+            ("count u32::MAX", repack_list(&[], Some(u32::MAX))),
+            ("count larger than the list", repack_list(&[fr], Some(2))),
+            ("over the header", repack_list(&[(0, 4096)], None)),
+            ("past the committed end", repack_list(&[(end, 4096)], None)),
+            (
+                "ending past 2^64",
+                repack_list(&[(u64::MAX - 10, 100)], None),
+            ),
+            ("zero length", repack_list(&[(frame.offset, 0)], None)),
+            ("named twice", repack_list(&[fr, fr], None)),
+            (
+                "the TOC leaf",
+                repack_list(&[(leaf.offset, leaf.len as u64)], None),
+            ),
+            (
+                "the frame with a wrong length",
+                repack_list(&[(frame.offset, frame.len as u64 - 1)], None),
+            ),
+            (
+                "inside the frame",
+                repack_list(&[(frame.offset + 1, frame.len as u64 - 1)], None),
+            ),
+        ] {
+            let img = with_redaction_list(&base, &list, dirty);
+            let what = format!("{case} (dirty mark {dirty})");
+            let files2 = files.clone();
+            let w = what.clone();
+            let (r, big) = biggest_alloc(|| {
+                timed(20, &what, move || -> Result<String, String> {
+                    // reads do not use the list
+                    let ro = Lockbox::builder()
+                        .read_only(true)
+                        .open_bytes(img.clone(), key())
+                        .map_err(|e| format!("read-only open: {e}"))?;
+                    for (p, d) in &files2 {
+                        if ro.get(p).map_err(|e| format!("read-only get: {e}"))? != *d {
+                            return Err(format!("WRONG DATA: {p}"));
+                        }
+                    }
+                    if ro.verify().is_ok() {
+                        return Err("verify() ACCEPTED the list".into());
+                    }
+                    let mut lb = match open(img) {
+                        Ok(lb) => lb,
+                        Err(e) if name(&e) == "Corrupt" => return Ok(format!("open: {e}")),
+                        Err(e) => return Err(format!("open: {} ({e})", name(&e))),
+                    };
+                    let r = lb
+                        .put("p/new", &drivers::content(99, 700))
+                        .and_then(|()| lb.commit().map(|_| ()));
+                    match r {
+                        Err(e) if e.to_string().contains("damaged") => {}
+                        Err(e) => return Err(format!("commit: {} ({e})", name(&e))),
+                        Ok(()) => return Err(format!("{w}: the commit ACCEPTED the list")),
+                    }
+                    // refused without damage: a read-only open still reads
+                    let img = lb.image().map_err(|e| format!("image: {e}"))?;
+                    drop(lb);
+                    let ro = Lockbox::builder()
+                        .read_only(true)
+                        .open_bytes(img, key())
+                        .map_err(|e| format!("DAMAGED: read-only open: {e}"))?;
+                    for (p, d) in &files2 {
+                        if ro.get(p).map_err(|e| format!("DAMAGED: get: {e}"))? != *d {
+                            return Err(format!("DAMAGED: {p} reads wrong"));
+                        }
+                    }
+                    Ok("first commit refused".into())
+                })
+            });
+            match r {
+                Ok(m) => {
+                    eprintln!("[hostile] repack list, {what}: {m}; largest allocation {big} B")
+                }
+                Err(e) => failures.push(format!("{what}: {e}")),
+            }
+            if big > 64 << 20 {
+                failures.push(format!("{what}: allocated {big} B at once"));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.join("\n").lines().count(),
+        failures.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------
 // More extraction: symlink chains, times
 // ---------------------------------------------------------------------------
 

@@ -92,6 +92,8 @@ fn forge_archive(free: impl Fn(&Layout) -> Vec<(u64, u64)>, list: &[(u64, u64)])
             plain.extend_from_slice(&o.to_le_bytes());
             plain.extend_from_slice(&l.to_le_bytes());
         }
+        // Empty `plain` and `repack` parts.
+        plain.extend_from_slice(&0u32.to_le_bytes());
         plain.extend_from_slice(&0u32.to_le_bytes());
         forge::append_plain(&keys, &mut img, forge::kind::REDACT_LIST, g, &plain)
     });

@@ -328,6 +328,9 @@ fn raw(id: u8) -> Key {
 /// Like `common::Harness`, but reopens with a key that still has a slot.
 struct KHarness {
     backend: Backend,
+    /// The options every open uses (some sequences defer repacks to
+    /// relocation commits).
+    builder: lockbox::Builder,
     _dir: Option<tempfile::TempDir>,
     path: PathBuf,
     lb: Option<Lockbox>,
@@ -338,16 +341,20 @@ struct KHarness {
 }
 
 impl KHarness {
-    fn create(backend: Backend) -> Self {
+    fn create(backend: Backend, builder: lockbox::Builder) -> Self {
         let (dir, path, lb) = match backend {
             Backend::File => {
                 let dir = tempfile::tempdir().expect("tempdir");
                 let path = dir.path().join("test.lbox");
-                let lb = Lockbox::create(&path, raw(INITIAL_KEY)).expect("Lockbox::create");
+                let lb = builder
+                    .clone()
+                    .create(&path, raw(INITIAL_KEY))
+                    .expect("Lockbox::create");
                 (Some(dir), path, lb)
             }
             Backend::Memory => {
-                let lb = Lockbox::builder()
+                let lb = builder
+                    .clone()
                     .create_in_memory(raw(INITIAL_KEY))
                     .expect("create_in_memory");
                 (None, PathBuf::new(), lb)
@@ -355,6 +362,7 @@ impl KHarness {
         };
         KHarness {
             backend,
+            builder,
             _dir: dir,
             path,
             lb: Some(lb),
@@ -384,8 +392,8 @@ impl KHarness {
         let dead = self.removed.iter().next().copied();
         let open = |img: Option<Vec<u8>>, id: u8| -> lockbox::Result<Lockbox> {
             match img {
-                None => Lockbox::open(&self.path, raw(id)),
-                Some(img) => Lockbox::builder().open_bytes(img, raw(id)),
+                None => self.builder.clone().open(&self.path, raw(id)),
+                Some(img) => self.builder.clone().open_bytes(img, raw(id)),
             }
         };
         let img = match self.backend {
@@ -443,7 +451,16 @@ struct Runner {
 impl Runner {
     fn new(backend: Backend, label: String, verify_every_commit: bool, seed: u64) -> Self {
         let nonces = lockbox::testing::start_recording();
-        let h = KHarness::create(backend);
+        // One sequence in three leaves every repack of a packed frame
+        // that lost members to relocation commits, one frame each.
+        let h = KHarness::create(
+            backend,
+            if seed.is_multiple_of(3) {
+                Lockbox::builder().relocation_batch(1)
+            } else {
+                Lockbox::builder()
+            },
+        );
         let archive = lockbox::testing::archive_id(h.lb());
         Runner {
             nonces,

@@ -28,11 +28,15 @@
 //!       stored in (the test is not vacuous);
 //! and `verify()` passes and the visible state equals the reference.
 //!
-//! The crash variant cuts a deleting commit right after its commit point
+//! The crash variants cut a deleting commit right after its commit point
 //! (the sync after the commit-slot write) and at every later backend
-//! operation of the commit (inside redaction); the durable image, and the
-//! image with every issued write landed, are opened writable (which must
-//! finish the redaction) and checked the same way.
+//! operation of the commit: inside its redaction and, with repacks
+//! deferred (`Builder::relocation_batch`), inside each of the relocation
+//! commits that repack the frames it left holding dead members. The
+//! durable image, and the image with every issued write landed, must read
+//! correctly read-only (frames still to repack are live), and a writable
+//! open (which must finish the redaction and the relocation) must pass the
+//! same checks.
 //!
 //! Run with `--nocapture` to see the counts.
 
@@ -712,11 +716,7 @@ struct Subject {
 }
 
 impl Subject {
-    fn new(file: bool, node_capacity: Option<usize>) -> Subject {
-        let mut builder = Lockbox::builder();
-        if let Some(n) = node_capacity {
-            builder = builder.node_capacity(n);
-        }
+    fn new(file: bool, builder: Builder) -> Subject {
         if file {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("redact.lbox");
@@ -940,11 +940,11 @@ fn staged_then_rolled_back(w: &mut World, lb: &mut Lockbox) {
     w.rollback(lb);
 }
 
-fn run_scenario(label: &str, seed: u64, file: bool, node_capacity: Option<usize>, rounds: usize) {
+fn run_scenario(label: &str, seed: u64, file: bool, builder: Builder, rounds: usize) {
     let started = Instant::now();
     let mut t = Tally::default();
     let mut w = World::new(seed);
-    let mut s = Subject::new(file, node_capacity);
+    let mut s = Subject::new(file, builder);
 
     populate(&mut w, s.lb());
     w.commit(s.lb());
@@ -1032,17 +1032,19 @@ fn run_scenario(label: &str, seed: u64, file: bool, node_capacity: Option<usize>
 
 #[test]
 fn redaction_markers_file() {
-    run_scenario("file", test_seed(0xA11CE), true, None, 40);
+    run_scenario("file", test_seed(0xA11CE), true, Lockbox::builder(), 40);
 }
 
 #[test]
 fn redaction_markers_memory_small_nodes() {
-    // 1 KiB nodes: deep trees, splits and merges supersede many nodes
+    // 1 KiB nodes: deep trees, splits and merges supersede many nodes.
+    // Every repack goes to relocation commits, one frame each, so the
+    // checks after each commit cover what they leave behind.
     run_scenario(
-        "memory, 1 KiB nodes",
+        "memory, 1 KiB nodes, relocation commits",
         test_seed(0xB0B),
         false,
-        Some(1024),
+        Lockbox::builder().node_capacity(1024).relocation_batch(1),
         40,
     );
 }
@@ -1060,16 +1062,52 @@ fn commit_point(log: &[OpRec]) -> Option<usize> {
     (slot + 1..log.len()).find(|&i| log[i] == OpRec::Sync)
 }
 
-/// Checks a crash image: it opens writable (finishing the redaction) as
-/// exactly the new commit, and passes (a)–(e).
+/// Checks a crash image from after the commit point, before it opens
+/// writable: read-only, it shows exactly the new state (whether or not the
+/// relocation commits finished: the frames they had yet to repack are
+/// still live and read correctly), verifies, and its raw bytes hold no
+/// marker. Returns how many frames it had left to repack.
+fn check_read_only(img: &[u8], w: &World, new_seq: u64, label: &str, t: &mut Tally) -> u64 {
+    let ro = Lockbox::builder()
+        .read_only(true)
+        .open_bytes(img.to_vec(), raw_key(7))
+        .unwrap_or_else(|e| panic!("[{label}] read-only open of the crash image: {e:?}"));
+    assert!(
+        ro.sequence() >= new_seq,
+        "[{label}] the crash came after the commit point: the new commit (or one of its \
+         relocation commits) must open, got sequence {} < {new_seq}",
+        ro.sequence()
+    );
+    let report = ro
+        .verify()
+        .unwrap_or_else(|e| panic!("[{label}] read-only verify of the crash image: {e:?}"));
+    check_state(&ro, &w.committed, &format!("[{label}] read-only"));
+    if !Scanner::new(&w.markers).find_offsets(img).is_empty() {
+        t.fail(
+            'd',
+            format!("(d) [{label}] marker in the raw crash image before recovery"),
+        );
+    }
+    report.repack_pending
+}
+
+/// Checks a crash image: it opens writable (finishing the redaction and
+/// any relocation commits a crash cut short) as the new commit, or a
+/// relocation commit after it (the same content), and passes (a)–(e).
 fn check_recovered(img: Vec<u8>, w: &World, new_seq: u64, label: &str, t: &mut Tally) {
     let mut lb = Lockbox::builder()
         .open_bytes(img, raw_key(7))
         .unwrap_or_else(|e| panic!("[{label}] writable open of the crash image: {e:?}"));
+    assert!(
+        lb.sequence() >= new_seq,
+        "[{label}] the crash came after the commit point: the new commit must open, got \
+         sequence {} < {new_seq}",
+        lb.sequence()
+    );
     assert_eq!(
-        lb.sequence(),
-        new_seq,
-        "[{label}] the crash came after the commit point: the new commit must open"
+        lb.verify().unwrap().repack_pending,
+        0,
+        "[{label}] a writable open left frames to repack"
     );
     let raw = lb.image().unwrap();
     check(&lb, w, &raw, label, t);
@@ -1084,11 +1122,17 @@ fn check_recovered(img: Vec<u8>, w: &World, new_seq: u64, label: &str, t: &mut T
     check(&lb, &w2, &raw, &format!("{label}, next commit"), t);
 }
 
-#[test]
-fn redaction_finished_after_crash_past_commit_point() {
+/// A deleting commit cut right after its commit point and at every later
+/// backend operation: inside its redaction and, with `defer`
+/// (`Builder::relocation_batch(1)`: every repack goes to relocation
+/// commits, one frame each), inside every relocation commit that follows. Each image reads
+/// correctly read-only, and a writable open finishes the redaction and the
+/// relocation: no dead marker is left anywhere.
+fn crash_past_commit_point(defer: bool) {
     let started = Instant::now();
     let mut t = Tally::default();
     let seed = test_seed(0xC4A5);
+    let what = if defer { "deferred repack" } else { "default" };
 
     // The starting image: one populated commit, then one more, all durable.
     let mut w0 = World::new(seed);
@@ -1112,9 +1156,11 @@ fn redaction_finished_after_crash_past_commit_point() {
         lockbox::Result<lockbox::CommitStats>,
     ) {
         let be = RecBackend::from_bytes(base.clone());
-        let mut lb = Lockbox::builder()
-            .open_on(Box::new(be.clone()), raw_key(7))
-            .unwrap();
+        let mut b = Lockbox::builder();
+        if defer {
+            b = b.relocation_batch(1);
+        }
+        let mut lb = b.open_on(Box::new(be.clone()), raw_key(7)).unwrap();
         let mut w = w0.clone();
         remove_some(&mut w, &mut lb);
         let start = be.ops();
@@ -1130,15 +1176,21 @@ fn redaction_finished_after_crash_past_commit_point() {
 
     // Dry run: count the commit's operations and find its commit point.
     let (w_new, be_dry, start, r) = run(None);
-    r.expect("uncut commit");
+    let stats = r.expect("uncut commit");
     let log = be_dry.log_from(start);
     let cp = commit_point(&log).expect("a commit-slot write followed by a sync");
     let total = log.len();
     eprintln!(
-        "[redaction] crash: the deleting commit makes {total} backend ops; commit-slot sync at op {cp}; \
-         ops after it: {:?}",
-        &log[cp + 1..]
+        "[redaction] crash ({what}): the deleting commit makes {total} backend ops in {} \
+         relocation commit(s) after its own; commit-slot sync at op {cp}",
+        stats.relocations
     );
+    if defer {
+        assert!(
+            stats.relocations > 0,
+            "with deferred repacks the deleting commit runs relocation commits"
+        );
+    }
     assert!(
         total > cp + 1,
         "redaction must write after the commit point (slot rewrite, zeroing, sync)"
@@ -1149,12 +1201,14 @@ fn redaction_finished_after_crash_past_commit_point() {
             .read_only(true)
             .open_bytes(be_dry.durable(), raw_key(7))
             .unwrap();
+        assert_eq!(lb.sequence(), stats.sequence, "CommitStats::sequence");
         let raw = be_dry.durable();
         check(&lb, &w_new, &raw, "crash: uncut run", &mut t);
     }
     let new_seq = old_seq + 1;
 
     let mut cut_points = 0;
+    let mut pending_images = 0;
     for n in (cp + 1)..total {
         let (w, be, start, r) = run(Some(n as u64));
         let log = be.log_from(start);
@@ -1165,7 +1219,11 @@ fn redaction_finished_after_crash_past_commit_point() {
              (replay log {log:?})"
         );
         match &r {
-            Err(Error::RedactionPending { sequence, .. }) => assert_eq!(*sequence, new_seq),
+            Err(Error::RedactionPending { sequence, .. }) => assert!(
+                (new_seq..=stats.sequence).contains(sequence),
+                "RedactionPending for sequence {sequence}, expected {new_seq}..={}",
+                stats.sequence
+            ),
             other => panic!(
                 "commit cut at op {n} (after the commit point, op {cp}) returned {:?}, \
                  expected RedactionPending",
@@ -1192,41 +1250,47 @@ fn redaction_finished_after_crash_past_commit_point() {
                 "right after the commit point the other slot should still hold the old commit \
                  (else this crash point tests nothing)"
             );
-            // raw bytes never show markers, redacted or not
-            let sc = Scanner::new(&w.markers);
-            if !sc.find_offsets(&durable).is_empty() {
-                t.fail(
-                    'd',
-                    "(d) marker in the raw crash image before recovery".into(),
-                );
-            }
         }
-        check_recovered(
-            durable,
-            &w,
-            new_seq,
-            &format!("crash at commit op {n} (commit point {cp}), durable image"),
-            &mut t,
-        );
-        check_recovered(
-            current,
-            &w,
-            new_seq,
-            &format!("crash at commit op {n} (commit point {cp}), every issued write landed"),
-            &mut t,
-        );
+        for (kind, img) in [
+            ("durable image", durable),
+            ("every issued write landed", current),
+        ] {
+            let label = format!("{what}: crash at commit op {n} (commit point {cp}), {kind}");
+            if check_read_only(&img, &w, new_seq, &label, &mut t) > 0 {
+                pending_images += 1;
+            }
+            check_recovered(img, &w, new_seq, &label, &mut t);
+        }
         cut_points += 1;
     }
     eprintln!(
-        "[redaction] crash: {cut_points} cut points after the commit point, {} images checked \
-         ({} checks, {} markers, {} dead-marker checks); {:.1?}",
+        "[redaction] crash ({what}): {cut_points} cut points after the commit point, {} images \
+         checked, {pending_images} of them with frames left to repack ({} checks, {} markers, \
+         {} dead-marker checks); {:.1?}",
         cut_points * 2,
         t.checks,
         w_new.markers.len(),
         t.dead_checked,
         started.elapsed()
     );
+    if defer {
+        assert!(
+            pending_images > 0,
+            "no crash image had frames left to repack: the sweep missed the relocation commits"
+        );
+    }
     t.finish("crash past the commit point");
+}
+
+#[test]
+fn redaction_finished_after_crash_past_commit_point() {
+    crash_past_commit_point(false);
+}
+
+/// The same, cutting inside the relocation commits too.
+#[test]
+fn redaction_finished_after_crash_inside_relocation_commits() {
+    crash_past_commit_point(true);
 }
 
 // ---------------------------------------------------------------------------
@@ -1389,7 +1453,9 @@ fn crash_before_commit_point_leaves_no_garbage() {
             if lb.sequence() == old_seq {
                 w.staged = w0.committed.clone();
             } else {
-                assert_eq!(lb.sequence(), old_seq + 1, "[{label}] old or new commit");
+                // the new commit, or a relocation commit after it (the
+                // same content; the open finished any that were cut)
+                assert!(lb.sequence() > old_seq, "[{label}] old or new commit");
             }
             w.committed = w.staged.clone();
             // everything that was live goes

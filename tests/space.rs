@@ -56,6 +56,29 @@ struct ChurnResult {
     peak: u64,
 }
 
+/// Samples the length of the file at `path` every 100 µs from another
+/// thread while `f` runs, and returns `f`'s result with the largest length
+/// seen: the peak inside a commit (between the changes' own commit and the
+/// end of its relocation commits), which the lengths after each commit do
+/// not show.
+fn with_peak<T>(path: &Path, f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(std::fs::metadata(path).map_or(0, |m| m.len()));
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+            peak
+        });
+        let r = f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let peak = watcher.join().unwrap().max(file_len(path));
+        (r, peak)
+    })
+}
+
 /// `n` files of `size` bytes; `rounds` rounds of: replace a random 20 %,
 /// delete a random 10 %, add as many new ones; one commit per round,
 /// `verify()` after each. Then `compact()`.
@@ -109,15 +132,24 @@ fn churn(n: usize, size: usize, rounds: usize, seed: u64, check_all: bool) -> Ch
             lb.put(&p, &d).unwrap();
             files.insert(p, d);
         }
-        let stats = lb.commit().unwrap();
+        let (stats, round_peak) = with_peak(&path, || lb.commit().unwrap());
         verify(&lb, &format!("churn round {round}"));
         let len = file_len(&path);
-        peak = peak.max(len);
+        peak = peak.max(round_peak);
         eprintln!(
-            "[space]   round {round}: file {:.2} MiB ({:.2} x initial), commit wrote {:.2} MiB",
+            "[space]   round {round}: file {:.2} MiB ({:.2} x initial), peak during the commit \
+             {:.2} MiB; the commit wrote {:.2} MiB in {} relocation commits after its own, {:.1?}",
             len as f64 / 1048576.0,
             len as f64 / initial as f64,
-            stats.bytes_written as f64 / 1048576.0
+            round_peak as f64 / 1048576.0,
+            stats.bytes_written as f64 / 1048576.0,
+            stats.relocations,
+            stats.duration
+        );
+        assert_eq!(stats.sequence, lb.sequence(), "CommitStats::sequence");
+        assert!(
+            stats.relocations > 0,
+            "a 30 % churn runs relocation commits"
         );
     }
     if check_all {
@@ -134,11 +166,13 @@ fn churn(n: usize, size: usize, rounds: usize, seed: u64, check_all: bool) -> Ch
     }
     eprintln!(
         "[space] churn {n} x {size} B, {rounds} rounds: before compact {before} B \
-         ({:.2} MiB), after {after} B ({:.2} MiB), ratio {:.3} (limit 1.5); peak {:.2} MiB; {:.1?}",
+         ({:.2} MiB), after {after} B ({:.2} MiB), ratio {:.3} (limit 1.5); peak {:.2} MiB \
+         ({:.3} x after); {:.1?}",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         before as f64 / after as f64,
         peak as f64 / 1048576.0,
+        peak as f64 / after as f64,
         started.elapsed()
     );
     ChurnResult {
@@ -148,17 +182,18 @@ fn churn(n: usize, size: usize, rounds: usize, seed: u64, check_all: bool) -> Ch
     }
 }
 
-/// Issue 3 asks for < 1.5 x; this build reaches about 2.05 x (measured
-/// 2.03 at this size, 2.05 at 50,000 files) because a random 30 % churn
-/// touches nearly every 64 KiB pack, redaction repacks each one, and the
-/// old copies can only be reused by the next commit. The assertion guards
-/// the current bound; the 1.5 x target is open in issue 3.
+/// Issue 3: under churn the file stays under 1.5 x what a fresh
+/// `compact()` gives. The user's commit leaves the packs it touches to
+/// relocation commits, which repack them a batch at a time into space the
+/// previous batch freed (`relocate.rs`), so the file peaks at about its
+/// live size plus the new data plus one batch instead of twice its live
+/// size. Measured 1.42 x at this size (2.03 x before relocation commits).
 #[test]
-fn churn_stays_under_the_current_bound() {
+fn churn_stays_under_one_and_a_half_times_compacted() {
     let r = churn(5_000, 2048, 10, test_seed(0x5EED), true);
     assert!(
-        (r.before as f64) < 2.25 * r.after as f64,
-        "after churn the file is {} B, {:.3} x the {} B a fresh compact() gives (bound 2.25)",
+        (r.before as f64) < 1.5 * r.after as f64,
+        "after churn the file is {} B, {:.3} x the {} B a fresh compact() gives (limit 1.5)",
         r.before,
         r.before as f64 / r.after as f64,
         r.after

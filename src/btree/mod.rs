@@ -36,6 +36,17 @@ pub fn top(root: &TreeRoot) -> Result<Option<(Ptr, u8)>> {
 
 /// Looks `key` up in the tree at `root`.
 pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    Ok(get_in_leaf(store, kind, root, key)?.and_then(|(v, _)| v))
+}
+
+/// Looks `key` up in the tree at `root`; also returns the leaf that holds
+/// or would hold it (`None` for an empty tree).
+pub fn get_in_leaf(
+    store: &Store,
+    kind: Kind,
+    root: &TreeRoot,
+    key: &[u8],
+) -> Result<Option<(Option<Vec<u8>>, Ptr)>> {
     let Some((mut ptr, mut level)) = top(root)? else {
         return Ok(None);
     };
@@ -43,10 +54,11 @@ pub fn get(store: &Store, kind: Kind, root: &TreeRoot, key: &[u8]) -> Result<Opt
         let node = store.read_node(kind, &ptr, level)?;
         match &*node {
             Node::Leaf(entries) => {
-                return Ok(entries
+                let v = entries
                     .binary_search_by(|(k, _)| k.as_slice().cmp(key))
                     .ok()
-                    .map(|i| entries[i].1.clone()));
+                    .map(|i| entries[i].1.clone());
+                return Ok(Some((v, ptr)));
             }
             Node::Internal { children, .. } => {
                 let child = children[child_index(children, key)].1;

@@ -52,6 +52,17 @@ impl Allocator {
         Some(len)
     }
 
+    /// Bytes that regions of `unit` bytes each could use: what is left in
+    /// an extent after the last whole unit is counted out (it may still
+    /// take smaller regions, but not another of these).
+    pub fn usable_bytes(&self, unit: u64) -> u64 {
+        let unit = unit.max(1);
+        self.by_size
+            .range((unit, 0)..)
+            .map(|&(len, _)| len - len % unit)
+            .sum()
+    }
+
     /// Whether any free extent exists.
     pub fn has_free(&self) -> bool {
         !self.free.is_empty()
@@ -220,5 +231,9 @@ mod tests {
         assert_eq!(ch.len(), 3);
         a.rollback();
         assert_eq!(a.extents().collect::<Vec<_>>(), [(100, 70), (200, 10)]);
+        // pieces of 30: two in the 70-byte extent, none in the 10-byte one
+        assert_eq!(a.usable_bytes(30), 60);
+        assert_eq!(a.usable_bytes(1), 80);
+        assert_eq!(a.usable_bytes(0), 80);
     }
 }

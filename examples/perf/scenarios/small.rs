@@ -14,7 +14,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use lockbox::{EntryKind, ExtractOptions, Profile, ExtractStats};
+use lockbox::{EntryKind, ExtractOptions, ExtractStats, Profile};
 
 use super::repeat_extraction;
 use crate::BoxResult;
