@@ -1,12 +1,14 @@
 //! `add_path`: import a file or a directory tree.
 //!
-//! The walk is depth-first in name order, one directory at a time, so
-//! memory is bounded by one directory's listing and one batch of small
-//! files, not by the tree. Small files of a batch are read on worker
-//! threads (reading many small files is bound by system calls, so both
-//! cores issue them), then packed in order by the single writer; large
-//! files stream through `put_reader`'s path, whose frames are compressed
-//! and sealed in parallel. Symlinks are stored, never followed.
+//! The walk is depth-first in name order (the order of the keys), so
+//! memory is bounded by the listings of the open directories and one batch
+//! of small files, not by the tree. Regular files of a batch are opened,
+//! stat'ed and (when small) read on the worker threads (many small files
+//! are bound by system calls, so every core issues them), then packed in
+//! order by the single writer; full packs are compressed and sealed on the
+//! workers. Larger files stream through `put_reader`'s path, whose frames
+//! are compressed and sealed in parallel. Symlinks are stored, never
+//! followed.
 
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -202,6 +204,33 @@ impl<F: FnMut(&Progress)> Importer<'_, F> {
     }
 }
 
+/// A directory entry: name, path, and type if the listing gave it.
+type Listed = (std::ffi::OsString, PathBuf, Option<fs::FileType>);
+
+/// The entries of `dir`, sorted by name; `None` (reported) if it cannot be
+/// listed.
+fn list_dir<F: FnMut(&Progress)>(
+    dir: &Path,
+    imp: &mut Importer<'_, F>,
+) -> Result<Option<Vec<Listed>>> {
+    match fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut names: Vec<Listed> = rd
+                .filter_map(|e| e.ok())
+                // The type comes with the listing on most file systems: no
+                // stat call here.
+                .map(|e| (e.file_name(), e.path(), e.file_type().ok()))
+                .collect();
+            names.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Some(names))
+        }
+        Err(e) => {
+            imp.skip(dir, format!("cannot list directory: {e}"))?;
+            Ok(None)
+        }
+    }
+}
+
 /// `dest` joined with `name`, as a validated archive path.
 fn child_path(dest: &str, name: &std::ffi::OsStr) -> std::result::Result<String, String> {
     let name = name.to_str().ok_or("name is not valid UTF-8")?;
@@ -280,57 +309,51 @@ impl Lockbox {
         dest: &str,
         imp: &mut Importer<'_, F>,
     ) -> Result<()> {
-        // Pre-order, names sorted: a stack of directories still to list.
-        let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), dest.to_string())];
-        while let Some((dir, at)) = stack.pop() {
-            let mut names: Vec<(std::ffi::OsString, PathBuf, Option<fs::FileType>)> =
-                match fs::read_dir(&dir) {
-                    Ok(rd) => rd
-                        .filter_map(|e| e.ok())
-                        // The type comes with the listing on most file
-                        // systems: no stat call here.
-                        .map(|e| (e.file_name(), e.path(), e.file_type().ok()))
-                        .collect(),
-                    Err(e) => {
-                        imp.skip(&dir, format!("cannot list directory: {e}"))?;
-                        continue;
-                    }
-                };
-            names.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut subdirs = Vec::new();
-            for (name, path, ft) in names {
-                let p = match child_path(&at, &name) {
-                    Ok(p) => p,
-                    Err(reason) => {
-                        imp.skip(&path, reason)?;
-                        continue;
-                    }
-                };
-                if ft.is_some_and(|t| t.is_file()) {
-                    // Opened, stat'ed and read by the workers.
-                    self.queue_file(to_key(&p), &p, path, imp)?;
+        // Pre-order in name order, descending into a directory where its
+        // name comes: exactly the order of the keys (the separator sorts
+        // before every name byte), so small files are packed in the order
+        // extraction and listing visit them, and a pack is decoded once
+        // per pass. Memory: the remaining names of each open directory.
+        let mut stack: Vec<(std::vec::IntoIter<Listed>, String)> = Vec::new();
+        if let Some(names) = list_dir(root, imp)? {
+            stack.push((names.into_iter(), dest.to_string()));
+        }
+        while let Some((names, at)) = stack.last_mut() {
+            let Some((name, path, ft)) = names.next() else {
+                stack.pop();
+                continue;
+            };
+            let p = match child_path(at, &name) {
+                Ok(p) => p,
+                Err(reason) => {
+                    imp.skip(&path, reason)?;
                     continue;
                 }
-                let meta = match fs::symlink_metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        imp.skip(&path, e.to_string())?;
-                        continue;
-                    }
-                };
-                if meta.is_dir() {
-                    self.stage_dir(&p, &meta)?;
-                    imp.stats.dirs += 1;
-                    imp.tick(0);
-                    subdirs.push((path, p));
-                } else {
-                    self.import_entry(&path, &p, meta, imp)?;
-                }
+            };
+            if ft.is_some_and(|t| t.is_file()) {
+                // Opened, stat'ed and read by the workers.
+                self.queue_file(to_key(&p), &p, path, imp)?;
+                continue;
             }
-            // Files of this directory before its subdirectories' files.
-            self.flush_batch(imp)?;
-            stack.extend(subdirs.into_iter().rev());
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    imp.skip(&path, e.to_string())?;
+                    continue;
+                }
+            };
+            if meta.is_dir() {
+                self.stage_dir(&p, &meta)?;
+                imp.stats.dirs += 1;
+                imp.tick(0);
+                if let Some(names) = list_dir(&path, imp)? {
+                    stack.push((names.into_iter(), p));
+                }
+            } else {
+                self.import_entry(&path, &p, meta, imp)?;
+            }
         }
+        self.flush_batch(imp)?;
         Ok(())
     }
 
