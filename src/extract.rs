@@ -28,8 +28,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rayon::prelude::*;
 
+use crate::data::frames::locate;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, Record};
+use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::path::{normalize, to_key};
@@ -37,8 +39,10 @@ use crate::toc::{Entry, entry, key_path};
 
 /// Files handed to the workers at a time.
 const CHUNK: usize = 2048;
-/// Packed frames `extract_all` decodes ahead together (at most 16 MiB).
+/// Frames `extract_all` decodes ahead together (16 MiB at 1 MiB frames).
 const AHEAD_FRAMES: usize = 16;
+/// Files up to this size have all their frames decoded ahead.
+const AHEAD_FILE: u64 = 4 << 20;
 /// Files at least this large are preallocated before writing.
 const PREALLOCATE_FROM: u64 = 1 << 20;
 
@@ -578,11 +582,17 @@ impl Lockbox {
         let mut frames = 0;
         for item in self.extraction_list(prefix)? {
             let (rel, rec) = item?;
-            if let Content::Packed { .. } = rec.content
-                && !chunk.last().is_some_and(|(_, last)| same_pack(last, &rec))
-            {
-                frames += 1;
-            }
+            frames += match &rec.content {
+                Content::Packed { .. }
+                    if !chunk.last().is_some_and(|(_, last)| same_pack(last, &rec)) =>
+                {
+                    1
+                }
+                Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => {
+                    rec.len.div_ceil((*frame_size).max(1) as u64) as usize
+                }
+                _ => 0,
+            };
             chunk.push((rel, rec));
             if frames >= AHEAD_FRAMES || chunk.len() >= CHUNK {
                 self.emit_chunk(&chunk, &mut f, &mut stats, &mut buf)?;
@@ -595,9 +605,10 @@ impl Lockbox {
         Ok(stats)
     }
 
-    /// Hands a run of entries to `f` in order. The packed frames they use
-    /// are first decoded together on the worker threads (once each); the
-    /// callback then gets each small file as a slice of its frame.
+    /// Hands a run of entries to `f` in order. The frames they use (packed
+    /// frames, and every frame of files up to `AHEAD_FILE` bytes) are first
+    /// decoded together on the worker threads, once each; the callback
+    /// then gets a small file as a slice of its frame.
     fn emit_chunk(
         &self,
         chunk: &[(String, Record)],
@@ -605,52 +616,101 @@ impl Lockbox {
         stats: &mut ExtractStats,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let mut ptrs = Vec::new();
+        let mut ptrs: Vec<Ptr> = Vec::new();
+        let mut slot: std::collections::HashMap<(u64, [u8; 16]), usize> =
+            std::collections::HashMap::new();
+        let mut add = |p: Ptr| {
+            *slot.entry((p.offset, p.tag)).or_insert_with(|| {
+                ptrs.push(p);
+                ptrs.len() - 1
+            })
+        };
+        // Per entry: the decoded frames that hold its bytes, in order.
+        let mut plan: Vec<Option<Vec<usize>>> = Vec::with_capacity(chunk.len());
         for (_, rec) in chunk {
-            if let Content::Packed { frame, .. } = &rec.content
-                && !ptrs.iter().any(|p: &crate::format::ptr::Ptr| {
-                    p.offset == frame.offset && p.tag == frame.tag
-                })
-            {
-                ptrs.push(*frame);
-            }
+            let frames = match &rec.content {
+                _ if rec.kind != EntryKind::File => None,
+                Content::Packed { frame, .. } => Some(vec![add(*frame)]),
+                Content::Frames {
+                    frame_size,
+                    depth,
+                    root,
+                } if rec.len <= AHEAD_FILE => {
+                    let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
+                    let fs = *frame_size as u64;
+                    let mut v = Vec::with_capacity(n as usize);
+                    for i in 0..n {
+                        let ptr = locate(&self.store, *depth, root, i)?;
+                        let expect = if i + 1 == n { rec.len - i * fs } else { fs };
+                        if ptr.raw_len as u64 != expect {
+                            return Err(Error::corrupt(
+                                "frame length differs from the file's layout",
+                                ptr.offset,
+                            ));
+                        }
+                        v.push(add(ptr));
+                    }
+                    Some(v)
+                }
+                _ => None,
+            };
+            plan.push(frames);
         }
         let decoded: Vec<Result<Vec<u8>>> = ptrs
             .par_iter()
             .with_max_len(1)
             .map(|p| self.store.with_frame(p, |b| Ok(b.to_vec())))
             .collect();
-        let mut frames = std::collections::HashMap::with_capacity(ptrs.len());
-        for (p, d) in ptrs.iter().zip(decoded) {
-            frames.insert((p.offset, p.tag), d?);
-        }
-        for (rel, rec) in chunk {
+        let decoded = decoded.into_iter().collect::<Result<Vec<_>>>()?;
+        for ((rel, rec), frames) in chunk.iter().zip(plan) {
             let e = entry(rel.clone(), rec);
+            match (rec.kind, frames) {
+                (EntryKind::File, Some(frames)) => {
+                    self.check_plausible_len(rec)?;
+                    let len = usize::try_from(rec.len)
+                        .map_err(|_| limit("file larger than memory".into(), rec.len))?;
+                    rec.content.check_layout(rec.len)?;
+                    let short = || Error::corrupt("content shorter than its length", 0);
+                    match (&rec.content, frames.as_slice()) {
+                        (Content::Packed { offset, .. }, [i]) => {
+                            let bytes = decoded[*i]
+                                .get(*offset as usize..)
+                                .and_then(|b| b.get(..len))
+                                .ok_or_else(short)?;
+                            f(&e, bytes)?;
+                        }
+                        (_, [i]) if decoded[*i].len() == len => f(&e, &decoded[*i])?,
+                        (_, many) => {
+                            buf.clear();
+                            for i in many {
+                                buf.extend_from_slice(&decoded[*i]);
+                            }
+                            if buf.len() != len {
+                                return Err(short());
+                            }
+                            f(&e, buf)?;
+                        }
+                    }
+                    stats.files += 1;
+                    stats.bytes += rec.len;
+                    continue;
+                }
+                (_, Some(_)) => return Err(Error::corrupt("internal: frames of a non-file", 0)),
+                (_, None) => {}
+            }
             match rec.kind {
                 EntryKind::File => {
                     self.check_plausible_len(rec)?;
                     let len = usize::try_from(rec.len)
                         .map_err(|_| limit("file larger than memory".into(), rec.len))?;
                     rec.content.check_layout(rec.len)?;
-                    match &rec.content {
-                        Content::Packed { frame, offset } => {
-                            let bytes = frames
-                                .get(&(frame.offset, frame.tag))
-                                .and_then(|b| b.get(*offset as usize..)?.get(..len))
-                                .ok_or_else(|| {
-                                    Error::corrupt("packed file beyond its frame", frame.offset)
-                                })?;
-                            f(&e, bytes)?;
-                        }
-                        _ => {
-                            buf.clear();
-                            buf.resize(len, 0);
-                            if self.read_record(rec, 0, buf)? != len {
-                                return Err(Error::corrupt("file shorter than its length", 0));
-                            }
-                            f(&e, buf)?;
-                        }
+                    // Inline, empty, or too large to decode ahead.
+                    buf.clear();
+                    buf.resize(len, 0);
+                    if self.read_record(rec, 0, buf)? != len {
+                        return Err(Error::corrupt("file shorter than its length", 0));
                     }
+                    f(&e, buf)?;
                     stats.files += 1;
                     stats.bytes += rec.len;
                 }
