@@ -39,8 +39,10 @@ use crate::toc::{Entry, entry, key_path};
 
 /// Files handed to the workers at a time.
 const CHUNK: usize = 2048;
-/// Frames `extract_all` decodes ahead together (16 MiB at 1 MiB frames).
+/// Frames `extract_all` decodes ahead together, and their bytes at most
+/// (plus one frame or file): enough for every core, bounded memory.
 const AHEAD_FRAMES: usize = 16;
+const AHEAD_BYTES: u64 = 8 << 20;
 /// Files up to this size have all their frames decoded ahead.
 const AHEAD_FILE: u64 = 4 << 20;
 /// Files at least this large are preallocated before writing.
@@ -579,25 +581,28 @@ impl Lockbox {
         let mut stats = ExtractStats::default();
         let mut buf = Vec::new();
         let mut chunk: Vec<(String, Record)> = Vec::new();
-        let mut frames = 0;
+        let (mut frames, mut ahead) = (0, 0u64);
         for item in self.extraction_list(prefix)? {
             let (rel, rec) = item?;
-            frames += match &rec.content {
-                Content::Packed { .. }
+            match &rec.content {
+                Content::Packed { frame, .. }
                     if !chunk.last().is_some_and(|(_, last)| same_pack(last, &rec)) =>
                 {
-                    1
+                    frames += 1;
+                    ahead += frame.raw_len as u64;
                 }
                 Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => {
-                    rec.len.div_ceil((*frame_size).max(1) as u64) as usize
+                    frames += rec.len.div_ceil((*frame_size).max(1) as u64) as usize;
+                    ahead += rec.len;
                 }
-                _ => 0,
-            };
+                _ => {}
+            }
             chunk.push((rel, rec));
-            if frames >= AHEAD_FRAMES || chunk.len() >= CHUNK {
+            if frames >= AHEAD_FRAMES || ahead >= AHEAD_BYTES || chunk.len() >= CHUNK {
                 self.emit_chunk(&chunk, &mut f, &mut stats, &mut buf)?;
                 chunk.clear();
                 frames = 0;
+                ahead = 0;
             }
         }
         self.emit_chunk(&chunk, &mut f, &mut stats, &mut buf)?;
