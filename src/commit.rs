@@ -130,6 +130,7 @@ impl Lockbox {
             let r = a.apply(root, changes)?;
             stats.pages_written += a.pages_written;
             freed.extend(a.freed.iter().map(|p| (p.offset, p.len as u64)));
+            self.store.forget(&a.freed);
             Ok::<_, Error>(r)
         };
         let toc_changes: Vec<Change> = self

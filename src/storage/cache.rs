@@ -118,6 +118,19 @@ impl Cache {
         }
     }
 
+    /// Drops the entry of `ptr`, if any: a node a commit superseded.
+    pub fn remove(&mut self, ptr: &Ptr) {
+        if let Some(slot) = self.map.remove(&ptr.cache_key()) {
+            self.bytes -= slot.size;
+        }
+        // The ring keeps removed keys until eviction passes them; rebuild
+        // it when they dominate, so it stays proportional to the map.
+        if self.ring.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.ring.retain(|k| map.contains_key(k));
+        }
+    }
+
     pub fn clear(&mut self) {
         self.map.clear();
         self.ring.clear();

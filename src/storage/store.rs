@@ -145,6 +145,15 @@ impl Store {
         self.cache().clear();
     }
 
+    /// Drops superseded regions' decoded copies from the cache, so a long
+    /// session of commits does not fill it with old node versions.
+    pub fn forget<'a>(&self, ptrs: impl IntoIterator<Item = &'a Ptr>) {
+        let mut c = self.cache();
+        for p in ptrs {
+            c.remove(p);
+        }
+    }
+
     // ---- writing ----
 
     /// Seals and writes one region at the tail.
