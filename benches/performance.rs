@@ -525,7 +525,7 @@ fn vars_and_redaction(c: &mut Criterion) {
 }
 
 /// Extraction of 1000 x 1 KiB files, to memory and to a directory, with
-/// tar + zstd-3 doing the same work in the same group.
+/// tar + zstd-3 and zip with AES-256 doing the same work in the same group.
 fn extract_and_peers(c: &mut Criterion) {
     let dir = tempfile::Builder::new()
         .prefix("lockbox-bench-ex-")
@@ -552,6 +552,18 @@ fn extract_and_peers(c: &mut Criterion) {
             t.append_data(&mut h, p, &d[..]).expect("tar append");
         }
         t.into_inner().expect("tar finish");
+    }
+    // The everyday encrypted choice: zip, AES-256 (deflate, default level).
+    let mut zip_aes = Vec::new();
+    {
+        let opts = zip::write::SimpleFileOptions::default()
+            .with_aes_encryption(zip::AesMode::Aes256, "bench-password");
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_aes));
+        for (p, d) in &files {
+            w.start_file(p.as_str(), opts).expect("zip start");
+            std::io::Write::write_all(&mut w, d).expect("zip write");
+        }
+        w.finish().expect("zip finish");
     }
     let mut g = c.benchmark_group("extract_1000x1KiB");
     g.sample_size(10)
@@ -581,6 +593,17 @@ fn extract_and_peers(c: &mut Criterion) {
             black_box(n)
         })
     });
+    g.bench_function("zip_aes256_to_memory", |b| {
+        b.iter(|| {
+            let mut a = zip::ZipArchive::new(std::io::Cursor::new(&zip_aes[..])).expect("zip");
+            let mut n = 0u64;
+            for i in 0..a.len() {
+                let mut f = a.by_index_decrypt(i, b"bench-password").expect("zip entry");
+                n += std::io::copy(&mut f, &mut std::io::sink()).expect("copy");
+            }
+            black_box(n)
+        })
+    });
     let mut k = 0u32;
     g.bench_function("lockbox_to_directory", |b| {
         b.iter(|| {
@@ -598,6 +621,22 @@ fn extract_and_peers(c: &mut Criterion) {
             let out = dir.path().join(format!("tz{k}"));
             let dec = zstd::stream::Decoder::new(&tar_zst[..]).expect("zstd");
             tar::Archive::new(dec).unpack(&out).expect("unpack");
+        })
+    });
+    g.bench_function("zip_aes256_to_directory", |b| {
+        b.iter(|| {
+            k += 1;
+            let out = dir.path().join(format!("zip{k}"));
+            let mut a = zip::ZipArchive::new(std::io::Cursor::new(&zip_aes[..])).expect("zip");
+            for i in 0..a.len() {
+                let mut f = a.by_index_decrypt(i, b"bench-password").expect("zip entry");
+                let path = out.join(f.name().expect("zip name").as_ref());
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).expect("mkdir");
+                }
+                let mut o = std::fs::File::create(&path).expect("create");
+                std::io::copy(&mut f, &mut o).expect("copy");
+            }
         })
     });
     g.finish();
