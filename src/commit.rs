@@ -80,6 +80,7 @@ impl Lockbox {
         self.toc.clear();
         self.vars.clear();
         self.session_packs.clear();
+        self.dedup.clear();
         self.repack_pending = redact.repack.clone();
         match self.redact(&redact) {
             Ok(n) => stats.bytes_written += n,
@@ -281,6 +282,7 @@ impl Lockbox {
         self.vars.clear();
         self.pack.discard();
         self.session_packs.clear();
+        self.dedup.clear();
         self.store.take_written();
         if self.poisoned {
             // After a failed write nothing on disk is touched: the last

@@ -133,6 +133,8 @@ struct Loaded {
     /// Its metadata and bytes; `None` bytes: too large to read whole, to
     /// be streamed by the writer.
     data: std::io::Result<(Metadata, Option<Vec<u8>>)>,
+    /// The bytes' deduplication hash, computed on the worker too.
+    hash: Option<[u8; 32]>,
     source: PathBuf,
 }
 
@@ -161,12 +163,21 @@ fn load(path: &Path, small: u64) -> std::io::Result<(Metadata, Option<Vec<u8>>)>
     Ok((meta, Some(buf)))
 }
 
-/// Loads `batch` on the worker threads, keeping order.
-fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, small: u64) -> Vec<Loaded> {
-    par_map_owned(batch, |(key, source)| Loaded {
-        key,
-        data: load(&source, small),
-        source,
+/// Loads `batch` on the worker threads, keeping order; `dedup_key` keys
+/// the content hashes (`data::dedup`).
+fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, small: u64, dedup_key: &[u8; 32]) -> Vec<Loaded> {
+    par_map_owned(batch, |(key, source)| {
+        let data = load(&source, small);
+        let hash = match &data {
+            Ok((_, Some(d))) => Some(*blake3::keyed_hash(dedup_key, d).as_bytes()),
+            _ => None,
+        };
+        Loaded {
+            key,
+            data,
+            hash,
+            source,
+        }
     })
 }
 
@@ -427,7 +438,8 @@ impl Lockbox {
 
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
-        for l in load_batch(batch, LOAD_MAX) {
+        let dedup_key = *self.dedup.key();
+        for l in load_batch(batch, LOAD_MAX, &dedup_key) {
             let (meta, data) = match l.data {
                 Ok(d) => d,
                 Err(e) => {
@@ -446,7 +458,7 @@ impl Lockbox {
             }
             let member = Member::Toc(l.key.clone());
             let (content, len) = match data {
-                Some(d) => (self.store_bytes(member, &d)?, d.len() as u64),
+                Some(d) => (self.store_bytes_hashed(member, &d, l.hash)?, d.len() as u64),
                 None => match File::open(&l.source) {
                     Ok(mut f) => self.store_reader(member, &mut f)?,
                     Err(e) => {

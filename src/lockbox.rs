@@ -48,6 +48,9 @@ pub struct Lockbox {
     pub(crate) pack: Packer,
     /// Packed frames written since the last commit.
     pub(crate) session_packs: Vec<crate::format::ptr::Ptr>,
+    /// Small contents staged since the last commit, by keyed BLAKE3 hash:
+    /// the member that first stored each (`data::dedup`).
+    pub(crate) dedup: crate::data::dedup::Dedup,
     /// Packed frames (offset, sealed length) the last commit left to
     /// repack (its redaction list's `repack` part), known once the
     /// allocator is loaded or after a commit; the relocation commits
@@ -216,6 +219,7 @@ impl Lockbox {
             vars: Overlay::new(),
             pack,
             session_packs: Vec::new(),
+            dedup: crate::data::dedup::Dedup::new()?,
             repack_pending: Vec::new(),
             other_seq: None,
             path: None,

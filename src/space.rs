@@ -408,14 +408,22 @@ impl Lockbox {
         let mut users = self.staged_users();
         for frame in std::mem::take(&mut self.session_packs) {
             let (toc, vars) = users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
-            let live: u64 = toc
+            // Live bytes, each range once: deduplicated members share one.
+            let mut ranges: Vec<(u32, u64)> = toc
                 .iter()
-                .filter_map(|k| self.toc.get(k)?.as_ref().map(|r| r.len))
-                .sum::<u64>()
-                + vars
-                    .iter()
-                    .filter_map(|k| self.vars.get(k)?.as_ref().map(|r| r.len))
-                    .sum::<u64>();
+                .filter_map(|k| self.toc.get(k)?.as_ref().map(|r| (&r.content, r.len)))
+                .chain(
+                    vars.iter()
+                        .filter_map(|k| self.vars.get(k)?.as_ref().map(|r| (&r.content, r.len))),
+                )
+                .filter_map(|(c, len)| match c {
+                    Content::Packed { offset, .. } => Some((*offset, len)),
+                    _ => None,
+                })
+                .collect();
+            ranges.sort_unstable();
+            ranges.dedup();
+            let live: u64 = ranges.iter().map(|(_, l)| l).sum();
             if live == 0 || live >= frame.raw_len as u64 {
                 continue;
             }

@@ -1,0 +1,171 @@
+//! Duplicate small contents are stored once (within a session: since the
+//! last commit or rollback), read back per path, and deleting some of the
+//! paths never takes the bytes of the others; deleting all leaves nothing.
+
+use lockbox::{ExtractOptions, Key, Lockbox, Profile};
+
+fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s as u8
+        })
+        .collect()
+}
+
+/// 8 KiB of incompressible bytes carrying a 16-byte marker.
+fn content(seed: u64, marker: &[u8; 16]) -> Vec<u8> {
+    let mut v = random_bytes(seed, 8192);
+    v[100..116].copy_from_slice(marker);
+    v
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).expect("stat").len()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn duplicates_in_one_commit_are_stored_once_and_survive_partial_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dup, distinct) = (
+        dir.path().join("dup.lbox"),
+        dir.path().join("distinct.lbox"),
+    );
+    let marker = *b"DEDUP-MARKER-001";
+    let data = content(1, &marker);
+
+    let mut lb = Lockbox::create(&dup, Key::raw([3; 32])).unwrap();
+    for i in 0..200 {
+        lb.put(&format!("d/{i:03}"), &data).unwrap();
+    }
+    lb.commit().unwrap();
+    let mut other = Lockbox::create(&distinct, Key::raw([3; 32])).unwrap();
+    for i in 0..200 {
+        other
+            .put(&format!("d/{i:03}"), &content(1000 + i, &marker))
+            .unwrap();
+    }
+    other.commit().unwrap();
+    let (a, b) = (file_len(&dup), file_len(&distinct));
+    assert!(
+        a * 10 < b,
+        "200 copies of one 8 KiB content take {a} bytes, 200 distinct ones {b}"
+    );
+
+    lb.verify().unwrap();
+    for i in 0..200 {
+        assert_eq!(lb.get(&format!("d/{i:03}")).unwrap(), data, "path {i}");
+    }
+    // Deleting all but one keeps the last one's bytes.
+    for i in 1..200 {
+        lb.delete(&format!("d/{i:03}")).unwrap();
+    }
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert_eq!(lb.get("d/000").unwrap(), data);
+    drop(lb);
+    let mut lb = Lockbox::open(&dup, Key::raw([3; 32])).unwrap();
+    assert_eq!(lb.get("d/000").unwrap(), data);
+    let seen = lb.inspect().unwrap();
+    assert!(
+        seen.plaintexts.iter().any(|p| contains(p, &marker)),
+        "the live copy decrypts"
+    );
+    // Deleting the last one leaves no trace of the content.
+    lb.delete("d/000").unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    let seen = lb.inspect().unwrap();
+    assert!(
+        !seen.plaintexts.iter().any(|p| contains(p, &marker)),
+        "a deleted shared content still decrypts"
+    );
+    assert!(
+        seen.unreachable_nonzero.is_empty(),
+        "{:?}",
+        seen.unreachable_nonzero
+    );
+    let raw = std::fs::read(&dup).unwrap();
+    assert!(!contains(&raw, &marker));
+}
+
+#[test]
+fn a_replaced_first_copy_is_never_shared() {
+    let mut lb = Lockbox::builder()
+        .create_in_memory(Key::raw([4; 32]))
+        .unwrap();
+    let x = content(7, b"XXXXXXXXXXXXXXXX");
+    let y = content(8, b"YYYYYYYYYYYYYYYY");
+    // Same length, other bytes, while the pack is still in memory.
+    lb.put("a", &x).unwrap();
+    lb.put("a", &y).unwrap();
+    lb.put("b", &x).unwrap();
+    assert_eq!(lb.get("b").unwrap(), x);
+    // The same after the first copy's pack was written: fill packs.
+    lb.put("c", &x).unwrap();
+    for i in 0..2000 {
+        lb.put(&format!("fill/{i}"), &random_bytes(50 + i, 4096))
+            .unwrap();
+    }
+    lb.put("c", &y).unwrap();
+    lb.put("d", &x).unwrap();
+    lb.put("e", &y).unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    for (p, want) in [("a", &y), ("b", &x), ("c", &y), ("d", &x), ("e", &y)] {
+        assert_eq!(&lb.get(p).unwrap(), want, "{p}");
+    }
+    // A rolled-back copy is not shared either.
+    lb.put("f", &content(9, b"ZZZZZZZZZZZZZZZZ")).unwrap();
+    lb.rollback();
+    lb.put("g", &content(9, b"ZZZZZZZZZZZZZZZZ")).unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert_eq!(lb.get("g").unwrap(), content(9, b"ZZZZZZZZZZZZZZZZ"));
+    assert!(lb.stat("f").unwrap().is_none());
+}
+
+#[test]
+fn imported_duplicates_are_stored_once_and_extracted_to_every_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    let body = random_bytes(77, 20_000);
+    for d in 0..20 {
+        let sub = src.join(format!("pkg{d:02}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join("LICENSE"), &body).unwrap();
+        std::fs::write(sub.join("own.txt"), format!("package {d}")).unwrap();
+    }
+    let path = dir.path().join("t.lbox");
+    let mut lb = Lockbox::builder()
+        .profile(Profile::BulkImport)
+        .create(&path, Key::raw([5; 32]))
+        .unwrap();
+    let st = lb.add_path(&src, "").unwrap();
+    assert_eq!(st.files, 40);
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    let len = file_len(&path);
+    assert!(
+        len < 20480 + 4 * body.len() as u64 + 64 * 1024,
+        "20 copies of a 20 KB incompressible file: lockbox of {len} bytes"
+    );
+    let out = dir.path().join("out");
+    lb.extract_to_directory(&out, &ExtractOptions::default())
+        .unwrap();
+    for d in 0..20 {
+        let sub = out.join(format!("pkg{d:02}"));
+        assert_eq!(std::fs::read(sub.join("LICENSE")).unwrap(), body);
+        assert_eq!(
+            std::fs::read_to_string(sub.join("own.txt")).unwrap(),
+            format!("package {d}")
+        );
+    }
+}
