@@ -28,23 +28,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rayon::prelude::*;
 
-use crate::data::frames::locate;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, Record};
-use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::path::{normalize, to_key};
-use crate::toc::{Entry, entry, key_path};
+use crate::toc::key_path;
 
 /// Files handed to the workers at a time.
-const CHUNK: usize = 2048;
-/// Frames `extract_all` decodes ahead together, and their bytes at most
-/// (plus one frame or file): enough for every core, bounded memory.
-const AHEAD_FRAMES: usize = 16;
-const AHEAD_BYTES: u64 = 8 << 20;
-/// Files up to this size have all their frames decoded ahead.
-const AHEAD_FILE: u64 = 4 << 20;
+pub(crate) const CHUNK: usize = 2048;
 /// Files at least this large are preallocated before writing.
 const PREALLOCATE_FROM: u64 = 1 << 20;
 
@@ -143,7 +135,7 @@ pub struct ExtractStats {
     pub duration: Duration,
 }
 
-fn limit(what: String, limit: u64) -> Error {
+pub(crate) fn limit(what: String, limit: u64) -> Error {
     Error::LimitExceeded { what, limit }
 }
 
@@ -237,7 +229,7 @@ impl Dirs {
 
 /// A file to write: its path relative to the root and its record.
 /// Whether two records' bytes are in the same packed frame.
-fn same_pack(a: &Record, b: &Record) -> bool {
+pub(crate) fn same_pack(a: &Record, b: &Record) -> bool {
     match (&a.content, &b.content) {
         (Content::Packed { frame: x, .. }, Content::Packed { frame: y, .. }) => {
             x.offset == y.offset
@@ -253,7 +245,7 @@ struct Job {
 
 impl Lockbox {
     /// Every entry below `prefix`, as (path relative to it, record).
-    fn extraction_list(
+    pub(crate) fn extraction_list(
         &self,
         prefix: &str,
     ) -> Result<impl Iterator<Item = Result<(String, Record)>> + '_> {
@@ -567,169 +559,6 @@ impl Lockbox {
             progress(&d);
         }
         Ok((files, bytes))
-    }
-
-    /// Walks the tree (or `prefix`) and hands every entry to `f` with its
-    /// bytes (files) or no bytes (directories, symlinks): extraction to
-    /// memory. Frames are decoded once per pass.
-    pub fn extract_all(
-        &self,
-        prefix: &str,
-        mut f: impl FnMut(&Entry, &[u8]) -> Result<()>,
-    ) -> Result<ExtractStats> {
-        let started = Instant::now();
-        let mut stats = ExtractStats::default();
-        let mut buf = Vec::new();
-        let mut chunk: Vec<(String, Record)> = Vec::new();
-        let (mut frames, mut ahead) = (0, 0u64);
-        for item in self.extraction_list(prefix)? {
-            let (rel, rec) = item?;
-            match &rec.content {
-                Content::Packed { frame, .. }
-                    if !chunk.last().is_some_and(|(_, last)| same_pack(last, &rec)) =>
-                {
-                    frames += 1;
-                    ahead += frame.raw_len as u64;
-                }
-                Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => {
-                    frames += rec.len.div_ceil((*frame_size).max(1) as u64) as usize;
-                    ahead += rec.len;
-                }
-                _ => {}
-            }
-            chunk.push((rel, rec));
-            if frames >= AHEAD_FRAMES || ahead >= AHEAD_BYTES || chunk.len() >= CHUNK {
-                self.emit_chunk(&chunk, &mut f, &mut stats, &mut buf)?;
-                chunk.clear();
-                frames = 0;
-                ahead = 0;
-            }
-        }
-        self.emit_chunk(&chunk, &mut f, &mut stats, &mut buf)?;
-        stats.duration = started.elapsed();
-        Ok(stats)
-    }
-
-    /// Hands a run of entries to `f` in order. The frames they use (packed
-    /// frames, and every frame of files up to `AHEAD_FILE` bytes) are first
-    /// decoded together on the worker threads, once each; the callback
-    /// then gets a small file as a slice of its frame.
-    fn emit_chunk(
-        &self,
-        chunk: &[(String, Record)],
-        f: &mut impl FnMut(&Entry, &[u8]) -> Result<()>,
-        stats: &mut ExtractStats,
-        buf: &mut Vec<u8>,
-    ) -> Result<()> {
-        let mut ptrs: Vec<Ptr> = Vec::new();
-        let mut slot: std::collections::HashMap<(u64, [u8; 16]), usize> =
-            std::collections::HashMap::new();
-        let mut add = |p: Ptr| {
-            *slot.entry((p.offset, p.tag)).or_insert_with(|| {
-                ptrs.push(p);
-                ptrs.len() - 1
-            })
-        };
-        // Per entry: the decoded frames that hold its bytes, in order.
-        let mut plan: Vec<Option<Vec<usize>>> = Vec::with_capacity(chunk.len());
-        for (_, rec) in chunk {
-            let frames = match &rec.content {
-                _ if rec.kind != EntryKind::File => None,
-                Content::Packed { frame, .. } => Some(vec![add(*frame)]),
-                Content::Frames {
-                    frame_size,
-                    depth,
-                    root,
-                } if rec.len <= AHEAD_FILE => {
-                    let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
-                    let fs = *frame_size as u64;
-                    let mut v = Vec::with_capacity(n as usize);
-                    for i in 0..n {
-                        let ptr = locate(&self.store, *depth, root, i)?;
-                        let expect = if i + 1 == n { rec.len - i * fs } else { fs };
-                        if ptr.raw_len as u64 != expect {
-                            return Err(Error::corrupt(
-                                "frame length differs from the file's layout",
-                                ptr.offset,
-                            ));
-                        }
-                        v.push(add(ptr));
-                    }
-                    Some(v)
-                }
-                _ => None,
-            };
-            plan.push(frames);
-        }
-        let decoded: Vec<Result<Vec<u8>>> = ptrs
-            .par_iter()
-            .with_max_len(1)
-            .map(|p| self.store.with_frame(p, |b| Ok(b.to_vec())))
-            .collect();
-        let decoded = decoded.into_iter().collect::<Result<Vec<_>>>()?;
-        for ((rel, rec), frames) in chunk.iter().zip(plan) {
-            let e = entry(rel.clone(), rec);
-            match (rec.kind, frames) {
-                (EntryKind::File, Some(frames)) => {
-                    self.check_plausible_len(rec)?;
-                    let len = usize::try_from(rec.len)
-                        .map_err(|_| limit("file larger than memory".into(), rec.len))?;
-                    rec.content.check_layout(rec.len)?;
-                    let short = || Error::corrupt("content shorter than its length", 0);
-                    match (&rec.content, frames.as_slice()) {
-                        (Content::Packed { offset, .. }, [i]) => {
-                            let bytes = decoded[*i]
-                                .get(*offset as usize..)
-                                .and_then(|b| b.get(..len))
-                                .ok_or_else(short)?;
-                            f(&e, bytes)?;
-                        }
-                        (_, [i]) if decoded[*i].len() == len => f(&e, &decoded[*i])?,
-                        (_, many) => {
-                            buf.clear();
-                            for i in many {
-                                buf.extend_from_slice(&decoded[*i]);
-                            }
-                            if buf.len() != len {
-                                return Err(short());
-                            }
-                            f(&e, buf)?;
-                        }
-                    }
-                    stats.files += 1;
-                    stats.bytes += rec.len;
-                    continue;
-                }
-                (_, Some(_)) => return Err(Error::corrupt("internal: frames of a non-file", 0)),
-                (_, None) => {}
-            }
-            match rec.kind {
-                EntryKind::File => {
-                    self.check_plausible_len(rec)?;
-                    let len = usize::try_from(rec.len)
-                        .map_err(|_| limit("file larger than memory".into(), rec.len))?;
-                    rec.content.check_layout(rec.len)?;
-                    // Inline, empty, or too large to decode ahead.
-                    buf.clear();
-                    buf.resize(len, 0);
-                    if self.read_record(rec, 0, buf)? != len {
-                        return Err(Error::corrupt("file shorter than its length", 0));
-                    }
-                    f(&e, buf)?;
-                    stats.files += 1;
-                    stats.bytes += rec.len;
-                }
-                EntryKind::Dir => {
-                    f(&e, &[])?;
-                    stats.dirs += 1;
-                }
-                EntryKind::Symlink => {
-                    f(&e, &[])?;
-                    stats.symlinks += 1;
-                }
-            }
-        }
-        Ok(())
     }
 }
 

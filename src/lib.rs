@@ -9,6 +9,7 @@ mod crypto;
 mod data;
 mod error;
 mod extract;
+mod extract_mem;
 mod format;
 mod import;
 mod keyslots;
