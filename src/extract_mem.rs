@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::data::frames::locate;
+use crate::data::frames::frame_of;
 use crate::error::{Error, Result};
 use crate::extract::{CHUNK, ExtractStats, limit, same_pack};
 use crate::format::entry::{Content, EntryKind, Record};
@@ -107,15 +107,8 @@ impl Lockbox {
                     let fs = *frame_size as u64;
                     let mut v = Vec::with_capacity(n as usize);
                     for i in 0..n {
-                        let ptr = locate(&self.store, *depth, root, i)?;
-                        let expect = if i + 1 == n { rec.len - i * fs } else { fs };
-                        if ptr.raw_len as u64 != expect {
-                            return Err(Error::corrupt(
-                                "frame length differs from the file's layout",
-                                ptr.offset,
-                            ));
-                        }
-                        v.push(add(ptr));
+                        let layout = (rec.len, fs, n);
+                        v.push(add(frame_of(&self.store, (*depth, root), layout, i)?));
                     }
                     Some(v)
                 }
@@ -147,10 +140,10 @@ impl Lockbox {
             let e = entry(rel, &rec);
             match rec.kind {
                 EntryKind::File => {
+                    // Also checks the content layout against the length.
                     self.check_plausible_len(&rec)?;
                     let len = usize::try_from(rec.len)
                         .map_err(|_| limit("file larger than memory".into(), rec.len))?;
-                    rec.content.check_layout(rec.len)?;
                     let short = || Error::corrupt("content shorter than its length", 0);
                     match (&rec.content, frames.as_deref()) {
                         (Content::Packed { offset, .. }, Some([i])) => {

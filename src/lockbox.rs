@@ -468,10 +468,11 @@ impl Lockbox {
         rec.map(|(c, _)| c)
     }
 
-    fn content(&self, m: &Member) -> Option<&Content> {
+    /// A staged member's content and length.
+    pub(crate) fn staged_content(&self, m: &Member) -> Option<(&Content, u64)> {
         match m {
-            Member::Toc(k) => self.toc.get(k)?.as_ref().map(|r| &r.content),
-            Member::Var(k) => self.vars.get(k)?.as_ref().map(|r| &r.content),
+            Member::Toc(k) => self.toc.get(k)?.as_ref().map(|r| (&r.content, r.len)),
+            Member::Var(k) => self.vars.get(k)?.as_ref().map(|r| (&r.content, r.len)),
         }
     }
 
@@ -528,7 +529,7 @@ impl Lockbox {
         let id = p.id;
         let mut live = std::mem::take(&mut p.members);
         live.retain(|(m, off, _)| {
-            matches!(self.content(m), Some(&Content::Pending { pack_id, offset })
+            matches!(self.staged_content(m), Some((&Content::Pending { pack_id, offset }, _))
                 if pack_id == id && offset == *off)
         });
         if !live.is_sorted_by_key(|(_, off, _)| *off) {

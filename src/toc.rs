@@ -180,22 +180,11 @@ impl Lockbox {
         member: &Member,
         data: &[u8],
     ) -> Result<Option<Content>> {
-        let Some(first) = self.dedup.first(hash).cloned() else {
+        let Some(first) = self.dedup.first(hash) else {
             return Ok(None);
         };
         let len = data.len();
-        let found = match &first {
-            Member::Toc(k) => self
-                .toc
-                .get(k)
-                .and_then(|r| r.as_ref())
-                .map(|r| (&r.content, r.len)),
-            Member::Var(k) => self
-                .vars
-                .get(k)
-                .and_then(|r| r.as_ref())
-                .map(|r| (&r.content, r.len)),
-        };
+        let found = self.staged_content(first);
         // Only a copy whose pack is still in memory is shared: a written
         // one would have to be decoded (up to 1 MiB) to compare, which
         // costs more than storing the copy (measured: the import of a

@@ -84,6 +84,26 @@ impl FrameWriter {
     }
 }
 
+/// The pointer of frame `i` of the `n` frames of a framed file `len`
+/// bytes long in frames of `fs` bytes, checked to hold exactly the bytes
+/// the layout gives it.
+pub fn frame_of(
+    store: &Store,
+    (depth, root): (u8, &Ptr),
+    (len, fs, n): (u64, u64, u64),
+    i: u64,
+) -> Result<Ptr> {
+    let ptr = locate(store, depth, root, i)?;
+    let expect = if i + 1 == n { len - i * fs } else { fs };
+    if ptr.raw_len as u64 != expect {
+        return Err(Error::corrupt(
+            "frame length differs from the file's layout",
+            ptr.offset,
+        ));
+    }
+    Ok(ptr)
+}
+
 /// The pointer of frame `i` of a framed file.
 pub fn locate(store: &Store, depth: u8, root: &Ptr, i: u64) -> Result<Ptr> {
     if depth > MAX_INDEX_DEPTH {

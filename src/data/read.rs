@@ -1,7 +1,7 @@
 //! Reading content: range reads straight into the caller's buffer,
 //! decoding only the frames the range overlaps.
 
-use super::frames::locate;
+use super::frames::frame_of;
 use crate::error::{Error, Result};
 use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
@@ -65,15 +65,8 @@ pub fn read_at(
             while !rest.is_empty() {
                 let i = pos / fs;
                 let within = pos - i * fs;
-                let ptr = locate(store, *depth, root, i)?;
-                let expect = if i + 1 == nframes { len - i * fs } else { fs };
-                if ptr.raw_len as u64 != expect {
-                    return Err(Error::corrupt(
-                        "frame length differs from the file's layout",
-                        ptr.offset,
-                    ));
-                }
-                let n = ((expect - within) as usize).min(rest.len());
+                let ptr = frame_of(store, (*depth, root), (len, fs, nframes), i)?;
+                let n = ((ptr.raw_len as u64 - within) as usize).min(rest.len());
                 let (piece, tail) = std::mem::take(&mut rest).split_at_mut(n);
                 pieces.push((ptr, within, piece));
                 rest = tail;
@@ -153,15 +146,7 @@ pub fn visit(
                 let batch = (n - i).min(VISIT_BATCH);
                 let mut ptrs = Vec::with_capacity(batch as usize);
                 for j in i..i + batch {
-                    let ptr = locate(store, *depth, root, j)?;
-                    let expect = if j + 1 == n { len - j * fs } else { fs };
-                    if ptr.raw_len as u64 != expect {
-                        return Err(Error::corrupt(
-                            "frame length differs from the file's layout",
-                            ptr.offset,
-                        ));
-                    }
-                    ptrs.push(ptr);
+                    ptrs.push(frame_of(store, (*depth, root), (len, fs, n), j)?);
                 }
                 let decoded = if batch == 1 {
                     vec![store.with_frame(&ptrs[0], |b| Ok(b.to_vec()))]
