@@ -21,105 +21,19 @@ fn key() -> Key {
 }
 
 // ---------------------------------------------------------------------------
-// Deterministic input data (compressible text, like the perf example's default)
+// Deterministic input data: the perf example's generators (compressible
+// text), shared rather than copied.
 
-struct Rng(u64);
+#[allow(dead_code)]
+#[path = "../examples/perf/datagen.rs"]
+mod datagen;
 
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x6A09_E667_F3BC_C908)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        ((self.next() as u128 * n as u128) >> 64) as u64
-    }
-}
+use datagen::{Pattern, Rng};
 
-const WORDS: &[&str] = &[
-    "the",
-    "of",
-    "and",
-    "to",
-    "a",
-    "in",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "with",
-    "was",
-    "on",
-    "be",
-    "by",
-    "this",
-    "are",
-    "or",
-    "from",
-    "file",
-    "data",
-    "value",
-    "system",
-    "user",
-    "time",
-    "page",
-    "key",
-    "open",
-    "write",
-    "read",
-    "block",
-    "index",
-    "commit",
-    "table",
-    "record",
-    "error",
-    "stream",
-    "archive",
-    "entry",
-    "directory",
-    "path",
-    "name",
-    "length",
-    "offset",
-    "header",
-    "format",
-    "tree",
-    "node",
-    "leaf",
-    "cache",
-    "storage",
-    "compress",
-    "encrypt",
-    "verify",
-    "project",
-    "document",
-];
-
+/// `len` bytes of realistic text, deterministic in `seed`.
 fn text(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut out = Vec::with_capacity(len + 16);
-    let n = WORDS.len() as u64;
-    let mut col = 0;
-    while out.len() < len {
-        let w = WORDS[rng.below(n).min(rng.below(n)) as usize].as_bytes();
-        out.extend_from_slice(w);
-        col += w.len() + 1;
-        if rng.below(12) == 0 {
-            out.extend_from_slice(b". ");
-        } else if col > 70 {
-            out.push(b'\n');
-            col = 0;
-        } else {
-            out.push(b' ');
-        }
-    }
-    out.truncate(len);
+    let mut out = vec![0u8; len];
+    datagen::fill_text(seed, &mut out);
     out
 }
 
@@ -134,44 +48,6 @@ fn small_files(n: usize, bytes: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Streams `len` bytes of text, 1 MiB (one seed) at a time: never holds the whole file.
-struct TextReader {
-    left: u64,
-    seed: u64,
-    chunk: Vec<u8>,
-    pos: usize,
-}
-
-impl TextReader {
-    fn new(len: u64) -> TextReader {
-        TextReader {
-            left: len,
-            seed: 1000,
-            chunk: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl std::io::Read for TextReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.chunk.len() {
-            if self.left == 0 {
-                return Ok(0);
-            }
-            let n = self.left.min(1 << 20);
-            self.left -= n;
-            self.seed += 1;
-            self.chunk = text(self.seed, n as usize);
-            self.pos = 0;
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Writes a file-backed archive holding `files` plus (optionally) one large file.
 fn build_archive(path: &Path, files: &[(String, Vec<u8>)], large: Option<(&str, u64)>) -> PathBuf {
     let mut lb = Lockbox::create(path, key()).expect("create");
@@ -180,7 +56,7 @@ fn build_archive(path: &Path, files: &[(String, Vec<u8>)], large: Option<(&str, 
     }
     if let Some((name, len)) = large {
         let n = lb
-            .put_reader(name, TextReader::new(len))
+            .put_reader(name, datagen::GenReader::new(Pattern::Text, 1000, len))
             .expect("put_reader");
         assert_eq!(n, len);
     }
