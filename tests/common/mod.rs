@@ -2,6 +2,10 @@
 //! harness, error classification, path ordering).
 #![allow(dead_code)]
 
+#[path = "../draw/mod.rs"]
+mod draw;
+pub use draw::Draw;
+
 use lockbox::{Entry, Error, Key, Lockbox};
 use std::cmp::Ordering;
 use std::io::{self, Read, Write};
@@ -30,49 +34,16 @@ impl XorShift {
         x.next_u64();
         x
     }
+}
 
-    pub fn next_u64(&mut self) -> u64 {
+impl Draw for XorShift {
+    fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (0 when n == 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-
-    /// Uniform in `lo..hi` (lo when hi <= lo).
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        if hi <= lo {
-            lo
-        } else {
-            lo + self.below((hi - lo) as u64) as usize
-        }
-    }
-
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let w = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        self.fill(&mut v);
-        v
     }
 }
 

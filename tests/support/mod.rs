@@ -8,6 +8,10 @@
 //! by other test suites and edited separately).
 #![allow(dead_code)]
 
+#[path = "../draw/mod.rs"]
+mod draw;
+pub use draw::Draw;
+
 use lockbox::testing::Backend;
 use lockbox::{Entry, EntryKind, Error, KdfParams, Key, Lockbox};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,49 +49,6 @@ impl Rng {
         Rng(seed ^ 0x6A09_E667_F3BC_C908)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (0 when n == 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
-    }
-
-    /// Uniform in `lo..hi`.
-    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
-        if hi <= lo {
-            lo
-        } else {
-            lo + self.below((hi - lo) as u64) as usize
-        }
-    }
-
-    pub fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.below(den) < num
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-
-    pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let w = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-    }
-
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
-        let mut v = vec![0u8; len];
-        self.fill(&mut v);
-        v
-    }
-
     /// `len` bytes that are random (incompressible) or text-like
     /// (compressible), by chance.
     pub fn content(&mut self, len: usize) -> Vec<u8> {
@@ -110,6 +71,16 @@ impl Rng {
         let mut m = [0u8; 16];
         self.fill(&mut m);
         m
+    }
+}
+
+impl Draw for Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
     }
 }
 
