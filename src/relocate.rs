@@ -31,7 +31,6 @@
 use std::collections::BTreeSet;
 
 use crate::btree;
-use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
@@ -141,34 +140,24 @@ impl Lockbox {
             if estimate >= budget || self.toc.len() + self.vars.len() >= MAX_BATCH_ENTRIES {
                 break;
             }
-            let start = at.to_be_bytes().to_vec();
-            let end = (at + 1).to_be_bytes().to_vec();
             let mut members = Vec::new();
-            for item in Cursor::new(
-                &self.store,
-                Kind::PackNode,
-                &self.committed.packs,
-                &start,
-                Some(end),
-            )? {
-                let (k, _) = item?;
+            for (tag, key) in self.pack_members(at)? {
                 let missing = || Error::corrupt("pack reference to a missing entry", at);
-                let (kind, tree) = match k.get(8) {
-                    Some(b'T') => (Kind::TocNode, &self.committed.toc),
-                    Some(b'V') => (Kind::VarNode, &self.committed.vars),
-                    _ => return Err(Error::corrupt("bad pack reference", at)),
+                let (kind, tree) = if tag == b'T' {
+                    (Kind::TocNode, &self.committed.toc)
+                } else {
+                    (Kind::VarNode, &self.committed.vars)
                 };
-                let key = &k[9..];
                 let (value, leaf) =
-                    btree::get_in_leaf(&self.store, kind, tree, key)?.ok_or_else(missing)?;
+                    btree::get_in_leaf(&self.store, kind, tree, &key)?.ok_or_else(missing)?;
                 let value = value.ok_or_else(missing)?;
                 if leaves.insert(leaf.offset) {
                     estimate += leaf.len as u64;
                 }
                 members.push(if kind == Kind::TocNode {
-                    Moved::Toc(key.to_vec(), Record::decode(&value, leaf.offset)?)
+                    Moved::Toc(key, Record::decode(&value, leaf.offset)?)
                 } else {
-                    Moved::Var(key.to_vec(), VarRecord::decode(&value, leaf.offset)?)
+                    Moved::Var(key, VarRecord::decode(&value, leaf.offset)?)
                 });
             }
             let (frame, live) = self.move_members((at, len), members)?;
@@ -189,29 +178,16 @@ impl Lockbox {
         let mut users = self.staged_users();
         for frame in frames {
             let at = frame.offset;
-            let start = at.to_be_bytes().to_vec();
-            let end = (at + 1).to_be_bytes().to_vec();
             let mut members = Vec::new();
-            for item in Cursor::new(
-                &self.store,
-                Kind::PackNode,
-                &self.committed.packs,
-                &start,
-                Some(end),
-            )? {
-                let (k, _) = item?;
+            for (tag, key) in self.pack_members(at)? {
                 let missing = || Error::corrupt("pack reference to a missing entry", at);
-                match k.get(8..).and_then(<[u8]>::split_first) {
-                    Some((b'T', key)) if !self.toc.contains_key(key) => {
-                        let r = self.old_toc(key)?.ok_or_else(missing)?;
-                        members.push(Moved::Toc(key.to_vec(), r));
-                    }
-                    Some((b'V', key)) if !self.vars.contains_key(key) => {
-                        let r = self.old_var(key)?.ok_or_else(missing)?;
-                        members.push(Moved::Var(key.to_vec(), r));
-                    }
-                    Some((b'T' | b'V', _)) => {} // staged: found below if still here
-                    _ => return Err(Error::corrupt("bad pack reference", at)),
+                // Staged ones are found below, if still in this frame.
+                if tag == b'T' && !self.toc.contains_key(&key) {
+                    let r = self.old_toc(&key)?.ok_or_else(missing)?;
+                    members.push(Moved::Toc(key, r));
+                } else if tag == b'V' && !self.vars.contains_key(&key) {
+                    let r = self.old_var(&key)?.ok_or_else(missing)?;
+                    members.push(Moved::Var(key, r));
                 }
             }
             let (toc, vars) = users.remove(&(at, frame.tag)).unwrap_or_default();

@@ -172,32 +172,42 @@ pub struct SpacePlan {
 pub(crate) type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
 impl Lockbox {
-    pub(crate) fn staged_users(&self) -> StagedUsers {
-        let mut users = StagedUsers::new();
-        for (k, r) in &self.toc {
-            if let Some(Record {
-                content: Content::Packed { frame, .. },
-                ..
-            }) = r
-            {
-                users
-                    .entry((frame.offset, frame.tag))
-                    .or_default()
-                    .0
-                    .push(k.clone());
+    /// The committed members of the packed frame at `at`, as the
+    /// pack-reference tree names them: (tag, key), tag `T` or `V`.
+    pub(crate) fn pack_members(&self, at: u64) -> Result<Vec<(u8, Vec<u8>)>> {
+        let start = at.to_be_bytes().to_vec();
+        let end = (at + 1).to_be_bytes().to_vec();
+        let mut out = Vec::new();
+        for item in Cursor::new(
+            &self.store,
+            Kind::PackNode,
+            &self.committed.packs,
+            &start,
+            Some(end),
+        )? {
+            let (k, _) = item?;
+            match k.get(8..).and_then(<[u8]>::split_first) {
+                Some((&tag @ (TAG_TOC | TAG_VAR), key)) => out.push((tag, key.to_vec())),
+                _ => return Err(Error::corrupt("bad pack reference", at)),
             }
         }
-        for (k, r) in &self.vars {
-            if let Some(VarRecord {
-                content: Content::Packed { frame, .. },
-                ..
-            }) = r
-            {
-                users
-                    .entry((frame.offset, frame.tag))
-                    .or_default()
-                    .1
-                    .push(k.clone());
+        Ok(out)
+    }
+
+    pub(crate) fn staged_users(&self) -> StagedUsers {
+        let mut users = StagedUsers::new();
+        let toc = self
+            .toc
+            .iter()
+            .map(|(k, r)| (true, k, r.as_ref().map(|r| &r.content)));
+        let vars = self
+            .vars
+            .iter()
+            .map(|(k, r)| (false, k, r.as_ref().map(|r| &r.content)));
+        for (is_toc, k, c) in toc.chain(vars) {
+            if let Some(Content::Packed { frame, .. }) = c {
+                let u = users.entry((frame.offset, frame.tag)).or_default();
+                if is_toc { &mut u.0 } else { &mut u.1 }.push(k.clone());
             }
         }
         users
@@ -366,29 +376,15 @@ impl Lockbox {
         }
         let (mut freed, mut to_repack) = (Vec::new(), Vec::new());
         for frame in touched.into_values() {
-            let start = frame.offset.to_be_bytes().to_vec();
-            let end = (frame.offset + 1).to_be_bytes().to_vec();
-            let (mut before, mut unchanged) = (0usize, 0usize);
-            for item in Cursor::new(
-                &self.store,
-                Kind::PackNode,
-                &self.committed.packs,
-                &start,
-                Some(end),
-            )? {
-                let (k, _) = item?;
-                let (&tag, member) = k[8..]
-                    .split_first()
-                    .ok_or_else(|| Error::corrupt("bad pack reference", frame.offset))?;
-                before += 1;
-                let staged = match tag {
-                    TAG_TOC => self.toc.contains_key(member),
-                    _ => self.vars.contains_key(member),
-                };
-                if !staged {
-                    unchanged += 1;
-                }
-            }
+            let members = self.pack_members(frame.offset)?;
+            let before = members.len();
+            let unchanged = members
+                .iter()
+                .filter(|(tag, key)| match *tag {
+                    TAG_TOC => !self.toc.contains_key(key),
+                    _ => !self.vars.contains_key(key),
+                })
+                .count();
             let after = unchanged + staged_uses.get(&frame.offset).copied().unwrap_or(0);
             if after == before && after > 0 {
                 continue; // only renamed: no member died
