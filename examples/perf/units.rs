@@ -39,3 +39,12 @@ pub fn fmt_dur(d: Duration) -> String {
         format!("{:.1} µs", s * 1e6)
     }
 }
+
+/// What a commit wrote, as the tables show it.
+pub fn fmt_commit(cs: &lockbox::CommitStats) -> String {
+    format!(
+        "{} written, {} pages",
+        fmt_bytes(cs.bytes_written),
+        cs.pages_written
+    )
+}

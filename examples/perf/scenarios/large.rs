@@ -26,7 +26,7 @@ use crate::fsutil::{remove_dir_if_exists, remove_if_exists, settle};
 use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_stream, run_peers};
 use crate::report::Section;
 use crate::rss::{clock, reset_peak_rss};
-use crate::units::{fmt_bytes, fmt_dur, mib_s, percentile};
+use crate::units::{fmt_bytes, fmt_commit, fmt_dur, mib_s, percentile};
 
 const RANGE_READS: usize = 1000;
 const RANGE_READ_BYTES: usize = 4096;
@@ -69,17 +69,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     let t = clock();
     let cs = lb.commit()?;
     let commit = t.elapsed();
-    sec.timed(
-        "commit",
-        commit,
-        None,
-        None,
-        format!(
-            "{} written, {} pages",
-            fmt_bytes(cs.bytes_written),
-            cs.pages_written
-        ),
-    );
+    sec.timed("commit", commit, None, None, fmt_commit(&cs));
     sec.json_u("commit_bytes_written", cs.bytes_written);
     sec.derived("add+commit", add + commit, Some(size), None, String::new());
 

@@ -11,7 +11,7 @@ use crate::ctx::Ctx;
 use crate::datagen::SMALL_SEED;
 use crate::report::{Section, json_key};
 use crate::rss::{clock, peak_rss_bytes, reset_peak_rss};
-use crate::units::{fmt_bytes, fmt_dur, percentile};
+use crate::units::{fmt_bytes, fmt_commit, fmt_dur, percentile};
 
 pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     const BATCH: usize = 50_000;
@@ -108,17 +108,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             lb.put(&format!("extra/new{i}.txt"), &data)?;
             let t = clock();
             let cs = lb.commit()?;
-            sec.timed(
-                &tag(label),
-                t.elapsed(),
-                None,
-                None,
-                format!(
-                    "{} written, {} pages",
-                    fmt_bytes(cs.bytes_written),
-                    cs.pages_written
-                ),
-            );
+            sec.timed(&tag(label), t.elapsed(), None, None, fmt_commit(&cs));
             sec.json_u(&format!("{}_bytes_{n}", json_key(label)), cs.bytes_written);
         }
         lb.delete(&small_path(n / 2))?;

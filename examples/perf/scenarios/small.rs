@@ -28,7 +28,7 @@ use crate::fsutil::{remove_dir_if_exists, settle};
 use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_dir, run_peers};
 use crate::report::Section;
 use crate::rss::clock;
-use crate::units::{fmt_bytes, mib_s};
+use crate::units::{fmt_bytes, fmt_commit, mib_s};
 
 /// Nested layout: `d00/s0/f00000.txt`: 1000 files per top directory, 100 per leaf.
 pub fn small_path(i: usize) -> String {
@@ -75,17 +75,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     let commit = t.elapsed();
     // No rate on commit alone: how work splits between put and commit is the
     // library's choice; compare add+commit.
-    sec.timed(
-        "commit",
-        commit,
-        None,
-        None,
-        format!(
-            "{} written, {} pages",
-            fmt_bytes(cs.bytes_written),
-            cs.pages_written
-        ),
-    );
+    sec.timed("commit", commit, None, None, fmt_commit(&cs));
     sec.json_u("commit_bytes_written", cs.bytes_written);
     sec.json_u("commit_pages_written", cs.pages_written);
     sec.derived(
@@ -268,11 +258,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         import_commit,
         None,
         None,
-        format!(
-            "{} written, {} pages",
-            fmt_bytes(cs.bytes_written),
-            cs.pages_written
-        ),
+        fmt_commit(&cs),
     );
     let import_total = import + import_commit;
     sec.derived(

@@ -41,7 +41,7 @@ use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_dir, run_pee
 use crate::report::Section;
 use crate::rss::clock;
 use crate::srctree::{self, Manifest, byte_sum};
-use crate::units::{fmt_bytes, fmt_dur, mib_s};
+use crate::units::{fmt_bytes, fmt_commit, fmt_dur, mib_s};
 
 /// Where tmpfs extractions go when the machine has one.
 const TMPFS: &str = "/dev/shm";
@@ -142,17 +142,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     let cs = lb.commit()?;
     let commit = t.elapsed();
     lb.set_profile(Profile::Interactive);
-    sec.timed(
-        "commit (import)",
-        commit,
-        None,
-        None,
-        format!(
-            "{} written, {} pages",
-            fmt_bytes(cs.bytes_written),
-            cs.pages_written
-        ),
-    );
+    sec.timed("commit (import)", commit, None, None, fmt_commit(&cs));
     let import_total = import + commit;
     sec.derived(
         "import+commit",
