@@ -372,29 +372,23 @@ pub fn frames_of(data: &[u8]) -> Vec<Vec<u8>> {
     data.chunks(FRAME).map(|c| c.to_vec()).collect()
 }
 
-/// Filesystem: create + write + close of `datas` at `paths` under `root`, on
-/// `threads` threads (each its own share). Directories are made first,
-/// untimed. Returns the wall time.
-pub fn fs_create_bound(
-    root: &Path,
-    paths: &[String],
-    datas: &[Vec<u8>],
-    threads: usize,
-) -> io::Result<Duration> {
-    make_parents(root, paths)?;
-    let n = paths.len();
+/// Runs `work` on `threads` threads, thread `t` on its share
+/// `t*n/threads..(t+1)*n/threads` of `0..n`, and times them all from one
+/// start: each thread calls `ready` once its set-up is done. Returns the
+/// wall time until the last one finishes.
+fn timed_shares<F>(threads: usize, n: usize, work: F) -> io::Result<Duration>
+where
+    F: Fn(std::ops::Range<usize>, &dyn Fn()) -> io::Result<()> + Sync,
+{
     let barrier = std::sync::Barrier::new(threads + 1);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || -> io::Result<()> {
-                    barrier.wait();
-                    for i in t * n / threads..(t + 1) * n / threads {
-                        let mut f = fs::File::create(root.join(&paths[i]))?;
-                        f.write_all(&datas[i])?;
-                    }
-                    Ok(())
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    work(t * n / threads..(t + 1) * n / threads, &|| {
+                        barrier.wait();
+                    })
                 })
             })
             .collect();
@@ -407,6 +401,26 @@ pub fn fs_create_bound(
     })
 }
 
+/// Filesystem: create + write + close of `datas` at `paths` under `root`, on
+/// `threads` threads (each its own share). Directories are made first,
+/// untimed. Returns the wall time.
+pub fn fs_create_bound(
+    root: &Path,
+    paths: &[String],
+    datas: &[Vec<u8>],
+    threads: usize,
+) -> io::Result<Duration> {
+    make_parents(root, paths)?;
+    timed_shares(threads, paths.len(), |share, ready| {
+        ready();
+        for i in share {
+            let mut f = fs::File::create(root.join(&paths[i]))?;
+            f.write_all(&datas[i])?;
+        }
+        Ok(())
+    })
+}
+
 /// Filesystem: open + read + close of the files at `paths` under `root`.
 pub fn fs_read_bound(
     root: &Path,
@@ -414,30 +428,15 @@ pub fn fs_read_bound(
     len: usize,
     threads: usize,
 ) -> io::Result<Duration> {
-    let n = paths.len();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || -> io::Result<()> {
-                    let mut buf = vec![0u8; len];
-                    barrier.wait();
-                    for p in &paths[t * n / threads..(t + 1) * n / threads] {
-                        let mut f = fs::File::open(root.join(p))?;
-                        f.read_exact(&mut buf)?;
-                        black_box(&buf);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().expect("fs bound thread panicked")?;
+    timed_shares(threads, paths.len(), |share, ready| {
+        let mut buf = vec![0u8; len];
+        ready();
+        for p in &paths[share] {
+            let mut f = fs::File::open(root.join(p))?;
+            f.read_exact(&mut buf)?;
+            black_box(&buf);
         }
-        Ok(start.elapsed())
+        Ok(())
     })
 }
 
@@ -454,63 +453,33 @@ pub fn fs_create_sizes_bound(
     threads: usize,
 ) -> io::Result<Duration> {
     make_parents(root, paths)?;
-    let n = paths.len();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || -> io::Result<()> {
-                    barrier.wait();
-                    for i in t * n / threads..(t + 1) * n / threads {
-                        let mut f = fs::File::create(root.join(&paths[i]))?;
-                        let mut left = sizes[i];
-                        while left > 0 {
-                            let k = left.min(fill.len() as u64) as usize;
-                            f.write_all(&fill[..k])?;
-                            left -= k as u64;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().expect("fs bound thread panicked")?;
+    timed_shares(threads, paths.len(), |share, ready| {
+        ready();
+        for i in share {
+            let mut f = fs::File::create(root.join(&paths[i]))?;
+            let mut left = sizes[i];
+            while left > 0 {
+                let k = left.min(fill.len() as u64) as usize;
+                f.write_all(&fill[..k])?;
+                left -= k as u64;
+            }
         }
-        Ok(start.elapsed())
+        Ok(())
     })
 }
 
 /// Filesystem: open + read to the end + close of the files at `paths` under
 /// `root` (any sizes), on `threads` threads.
 pub fn fs_read_all_bound(root: &Path, paths: &[String], threads: usize) -> io::Result<Duration> {
-    let n = paths.len();
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                scope.spawn(move || -> io::Result<()> {
-                    let mut buf = Vec::new();
-                    barrier.wait();
-                    for p in &paths[t * n / threads..(t + 1) * n / threads] {
-                        buf.clear();
-                        fs::File::open(root.join(p))?.read_to_end(&mut buf)?;
-                        black_box(&buf);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().expect("fs bound thread panicked")?;
+    timed_shares(threads, paths.len(), |share, ready| {
+        let mut buf = Vec::new();
+        ready();
+        for p in &paths[share] {
+            buf.clear();
+            fs::File::open(root.join(p))?.read_to_end(&mut buf)?;
+            black_box(&buf);
         }
-        Ok(start.elapsed())
+        Ok(())
     })
 }
 
