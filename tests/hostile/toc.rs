@@ -384,6 +384,10 @@ fn depth_bombs() {
     lb.verify().expect("a 32-level chain is well formed");
 }
 
+// ---------------------------------------------------------------------------
+// A literal '/' in a key
+// ---------------------------------------------------------------------------
+
 /// `a\0b` and `a/b` (a literal 0x2F) are different keys that both read
 /// as the path "a/b": list must not show it twice, stat must agree.
 #[test]

@@ -337,6 +337,10 @@ fn repack_list_lies() {
     );
 }
 
+// ---------------------------------------------------------------------------
+// Slot tables
+// ---------------------------------------------------------------------------
+
 /// The slot tables' checksum is not keyed: anyone can give one copy the
 /// sequence number u64::MAX. A writable open then rewrites both tables
 /// with "the next" sequence; that must not overflow (panic).
