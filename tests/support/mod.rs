@@ -1,8 +1,9 @@
 //! Helpers for the space-and-keys tests (redaction, space, keys, compact,
 //! model): a seeded generator, random markers and a fast multi-needle
 //! scanner, B-tree key reconstruction from node plaintexts, a recording
-//! backend that can crash from its N-th mutating operation on, and a
-//! snapshot of a lockbox's visible state.
+//! backend that can crash from its N-th mutating operation on
+//! (`rec_backend.rs`, which `tests/crash` includes too), and a snapshot of
+//! a lockbox's visible state.
 //!
 //! Kept apart from `tests/common/mod.rs` on purpose (that file is shared
 //! by other test suites and edited separately).
@@ -12,11 +13,8 @@
 mod draw;
 pub use draw::Draw;
 
-use lockbox::testing::Backend;
 use lockbox::{Entry, EntryKind, Error, KdfParams, Key, Lockbox};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
 
 // ---------------------------------------------------------------------------
 // Keys
@@ -238,157 +236,12 @@ pub fn node_keys(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
 }
 
 // ---------------------------------------------------------------------------
-// Recording / crashing backend
+// Recording / crashing backend (its own file: tests/crash includes it too)
 // ---------------------------------------------------------------------------
 
-/// One mutating backend operation, as the recording backend saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum OpRec {
-    Write { off: u64, len: u64 },
-    Sync,
-    SetLen(u64),
-}
-
-#[derive(Default)]
-pub struct Disk {
-    /// What the syncs so far made permanent.
-    pub durable: Vec<u8>,
-    /// What reads see (every write issued, synced or not).
-    pub current: Vec<u8>,
-    /// Mutating operations started (write, sync, set_len).
-    pub ops: u64,
-    /// Every mutating operation, in order (the failed ones too).
-    pub log: Vec<OpRec>,
-    /// From this mutating operation on (0-based), everything fails, reads
-    /// included: the machine is gone.
-    pub fail_from: Option<u64>,
-    pub failed: bool,
-}
-
-fn gone() -> Error {
-    Error::Io(io::Error::other("simulated crash: the machine is gone"))
-}
-
-/// A memory backend the test keeps a handle on after lockbox owns a clone.
-#[derive(Clone, Default)]
-pub struct RecBackend(pub Arc<Mutex<Disk>>);
-
-impl RecBackend {
-    pub fn new() -> RecBackend {
-        RecBackend::default()
-    }
-
-    /// A backend whose durable and current bytes are `bytes`.
-    pub fn from_bytes(bytes: Vec<u8>) -> RecBackend {
-        let b = RecBackend::default();
-        {
-            let mut d = b.disk();
-            d.current = bytes.clone();
-            d.durable = bytes;
-        }
-        b
-    }
-
-    pub fn disk(&self) -> MutexGuard<'_, Disk> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn ops(&self) -> u64 {
-        self.disk().ops
-    }
-
-    pub fn fail_from(&self, n: Option<u64>) {
-        self.disk().fail_from = n;
-    }
-
-    pub fn durable(&self) -> Vec<u8> {
-        self.disk().durable.clone()
-    }
-
-    pub fn current(&self) -> Vec<u8> {
-        self.disk().current.clone()
-    }
-
-    pub fn log_from(&self, start: u64) -> Vec<OpRec> {
-        self.disk().log[start as usize..].to_vec()
-    }
-
-    fn begin(d: &mut Disk, op: OpRec) -> lockbox::Result<()> {
-        if d.failed {
-            return Err(gone());
-        }
-        let n = d.ops;
-        d.ops += 1;
-        d.log.push(op);
-        if d.fail_from.is_some_and(|f| n >= f) {
-            d.failed = true;
-            return Err(gone());
-        }
-        Ok(())
-    }
-}
-
-impl Backend for RecBackend {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> lockbox::Result<()> {
-        let d = self.disk();
-        if d.failed {
-            return Err(gone());
-        }
-        let start = offset as usize;
-        match start
-            .checked_add(buf.len())
-            .filter(|&e| e <= d.current.len())
-        {
-            Some(end) => {
-                buf.copy_from_slice(&d.current[start..end]);
-                Ok(())
-            }
-            None => Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past the end",
-            ))),
-        }
-    }
-
-    fn write_at(&self, offset: u64, data: &[u8]) -> lockbox::Result<()> {
-        let mut d = self.disk();
-        RecBackend::begin(
-            &mut d,
-            OpRec::Write {
-                off: offset,
-                len: data.len() as u64,
-            },
-        )?;
-        let (s, e) = (offset as usize, offset as usize + data.len());
-        if d.current.len() < e {
-            d.current.resize(e, 0);
-        }
-        d.current[s..e].copy_from_slice(data);
-        Ok(())
-    }
-
-    fn sync(&self) -> lockbox::Result<()> {
-        let mut d = self.disk();
-        RecBackend::begin(&mut d, OpRec::Sync)?;
-        d.durable = d.current.clone();
-        Ok(())
-    }
-
-    fn len(&self) -> lockbox::Result<u64> {
-        let d = self.disk();
-        if d.failed {
-            return Err(gone());
-        }
-        Ok(d.current.len() as u64)
-    }
-
-    fn set_len(&self, len: u64) -> lockbox::Result<()> {
-        let mut d = self.disk();
-        RecBackend::begin(&mut d, OpRec::SetLen(len))?;
-        d.current.resize(len as usize, 0);
-        Ok(())
-    }
-}
+mod rec_backend;
+#[allow(unused_imports)] // not every suite uses it
+pub use rec_backend::*;
 
 // ---------------------------------------------------------------------------
 // Visible state

@@ -19,142 +19,23 @@
 //! - KDF parameters over the limits in a slot are refused before running
 //!   Argon2 (before allocating its memory), and an open with a wrong
 //!   passphrase runs at most one KDF per slot.
+//!
+//! Modules: `counting` (large allocations), `nonces` (a backend that keeps
+//! every write, and the nonces read back); the tests are here.
 
-#[path = "../fuzz/src/forge.rs"]
+#[path = "../../fuzz/src/forge.rs"]
 mod forge;
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod counting;
+mod nonces;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use lockbox::testing::Backend;
 use lockbox::{Error, KdfParams, Key, Lockbox};
 
-// ---------------------------------------------------------------------------
-// Counting large allocations (Argon2 allocates its whole memory at once)
-// ---------------------------------------------------------------------------
-
-struct Counting;
-
-/// While set, allocations of at least `BIG` bytes are counted.
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static BIG_ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-const BIG: usize = 16 << 20;
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        note(l.size());
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        note(new);
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-fn note(size: usize) {
-    if COUNTING.load(Ordering::Relaxed) {
-        LARGEST.fetch_max(size, Ordering::Relaxed);
-        if size >= BIG {
-            BIG_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Only one test at a time may count (the counters are global).
-static COUNT_LOCK: Mutex<()> = Mutex::new(());
-
-/// Runs `f` and returns (result, allocations of 16 MiB or more, largest
-/// allocation requested), counted on every thread.
-fn count_big<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    BIG_ALLOCS.store(0, Ordering::SeqCst);
-    LARGEST.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    let r = f();
-    COUNTING.store(false, Ordering::SeqCst);
-    (
-        r,
-        BIG_ALLOCS.load(Ordering::SeqCst),
-        LARGEST.load(Ordering::SeqCst),
-    )
-}
-
-// ---------------------------------------------------------------------------
-// A backend that keeps every write
-// ---------------------------------------------------------------------------
-
-#[derive(Default)]
-struct Shared {
-    bytes: RwLock<Vec<u8>>,
-    writes: Mutex<Vec<(u64, Vec<u8>)>>,
-}
-
-#[derive(Clone, Default)]
-struct Rec(Arc<Shared>);
-
-impl Rec {
-    fn from_bytes(b: Vec<u8>) -> Rec {
-        let r = Rec::default();
-        *r.0.bytes.write().unwrap() = b;
-        r
-    }
-    fn bytes(&self) -> Vec<u8> {
-        self.0.bytes.read().unwrap().clone()
-    }
-    fn writes(&self) -> Vec<(u64, Vec<u8>)> {
-        self.0.writes.lock().unwrap().clone()
-    }
-}
-
-impl Backend for Rec {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> lockbox::Result<()> {
-        let b = self.0.bytes.read().unwrap();
-        let s = offset as usize;
-        match b.get(s..s + buf.len()) {
-            Some(src) => {
-                buf.copy_from_slice(src);
-                Ok(())
-            }
-            None => Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "past the end",
-            ))),
-        }
-    }
-    fn write_at(&self, offset: u64, data: &[u8]) -> lockbox::Result<()> {
-        let mut b = self.0.bytes.write().unwrap();
-        let s = offset as usize;
-        if b.len() < s + data.len() {
-            b.resize(s + data.len(), 0);
-        }
-        b[s..s + data.len()].copy_from_slice(data);
-        self.0.writes.lock().unwrap().push((offset, data.to_vec()));
-        Ok(())
-    }
-    fn sync(&self) -> lockbox::Result<()> {
-        Ok(())
-    }
-    fn len(&self) -> lockbox::Result<u64> {
-        Ok(self.0.bytes.read().unwrap().len() as u64)
-    }
-    fn set_len(&self, len: u64) -> lockbox::Result<()> {
-        self.0.bytes.write().unwrap().resize(len as usize, 0);
-        Ok(())
-    }
-}
+use counting::*;
+use nonces::*;
 
 const RAW: [u8; 32] = [7u8; 32];
 
@@ -176,118 +57,6 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
             }
         })
         .collect()
-}
-
-/// The subkey a region kind is sealed with (format.md §4).
-fn domain(kind: u8) -> &'static str {
-    match kind {
-        forge::kind::FRAME => "data",
-        forge::kind::COMMIT => "commit",
-        _ => "meta",
-    }
-}
-
-/// Every (domain, nonce) seen, with the hashes of the sealed regions that
-/// carried it, and where.
-#[derive(Default)]
-struct Nonces {
-    seen: BTreeMap<(&'static str, [u8; 24]), BTreeSet<[u8; 32]>>,
-    wherefrom: BTreeMap<[u8; 24], Vec<String>>,
-    /// First 24 bytes of every write of a sealed region or run of regions.
-    written: BTreeMap<[u8; 24], BTreeSet<[u8; 32]>>,
-}
-
-impl Nonces {
-    fn add(&mut self, dom: &'static str, nonce: [u8; 24], region: &[u8], what: String) {
-        self.seen
-            .entry((dom, nonce))
-            .or_default()
-            .insert(*blake3::hash(region).as_bytes());
-        self.wherefrom.entry(nonce).or_default().push(what);
-    }
-
-    /// Every region reachable from the newest commit of `image`, both
-    /// commit slots, and the key slots of both tables.
-    fn snapshot(&mut self, image: &[u8], label: &str) -> usize {
-        let keys = forge::unwrap_raw(image, &RAW).expect("unwrap");
-        let rec = forge::newest_commit(&keys, image).expect("commit");
-        let regions = forge::walk(&keys, image, &rec).expect("walk");
-        for r in &regions {
-            let b = &image[r.ptr.offset as usize..r.ptr.end() as usize];
-            let n = forge::nonce_of(image, r.ptr.offset);
-            self.add(
-                domain(r.kind),
-                n,
-                b,
-                format!("{label}: kind {} at {}", r.kind, r.ptr.offset),
-            );
-        }
-        for (i, _) in forge::commit_records(&keys, image) {
-            let off = forge::COMMIT_SLOTS[i];
-            let b = &image[off as usize..off as usize + 553];
-            self.add(
-                "commit",
-                forge::nonce_of(image, off),
-                b,
-                format!("{label}: commit slot {i}"),
-            );
-        }
-        for t in forge::SLOT_TABLES {
-            let table = &image[t..t + forge::TABLE_LEN];
-            for s in 0..table[8] as usize {
-                let slot = &table[16 + s * 128..16 + (s + 1) * 128];
-                let n: [u8; 24] = slot[29..53].try_into().unwrap();
-                // Each slot has its own wrapping key: its own domain.
-                self.add(
-                    "slot",
-                    n,
-                    &slot[..101],
-                    format!("{label}: table {t} slot {s}"),
-                );
-            }
-        }
-        regions.len()
-    }
-
-    /// The writes a backend logged: a sealed region (or a run of them)
-    /// starts every write of 41 bytes or more at a commit slot or in the
-    /// data area; zero-fills (redaction) are skipped.
-    fn writes(&mut self, log: &[(u64, Vec<u8>)]) -> usize {
-        let mut n = 0;
-        for (off, b) in log {
-            let at_region = *off >= forge::DATA_START || forge::COMMIT_SLOTS.contains(off);
-            if !at_region || b.len() < forge::OVERHEAD || b[..24].iter().all(|&x| x == 0) {
-                continue;
-            }
-            let nonce: [u8; 24] = b[..24].try_into().unwrap();
-            self.written
-                .entry(nonce)
-                .or_default()
-                .insert(*blake3::hash(b).as_bytes());
-            n += 1;
-        }
-        n
-    }
-
-    fn assert_unique(&self) {
-        let reused: Vec<_> = self.seen.iter().filter(|(_, v)| v.len() > 1).collect();
-        assert!(
-            reused.is_empty(),
-            "{} nonce(s) sealed different regions under one key, e.g. {:?} at {:?}",
-            reused.len(),
-            reused[0].0,
-            self.wherefrom.get(&reused[0].0.1)
-        );
-        // A write's bytes may be logged once per region-run; a run's first
-        // nonce must never start two different writes.
-        let rewritten: Vec<_> = self.written.iter().filter(|(_, v)| v.len() > 1).collect();
-        assert!(
-            rewritten.is_empty(),
-            "{} nonce(s) began two different writes, e.g. {:?}",
-            rewritten.len(),
-            rewritten.first().map(|x| x.0)
-        );
-    }
 }
 
 // ---------------------------------------------------------------------------
