@@ -123,7 +123,7 @@ impl Lockbox {
     fn decode_frames(&self, ptrs: &[Ptr]) -> Result<Vec<Vec<u8>>> {
         ptrs.par_iter()
             .with_max_len(1)
-            .map(|p| self.store.with_frame(p, |b| Ok(b.to_vec())))
+            .map(|p| self.store.frame_owned(p))
             .collect()
     }
 

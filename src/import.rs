@@ -13,6 +13,7 @@
 use std::fs::{self, File, Metadata};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::data::pack::Member;
@@ -163,6 +164,41 @@ fn load(path: &Path, small: u64) -> std::io::Result<(Metadata, Option<Vec<u8>>)>
     Ok((meta, Some(buf)))
 }
 
+/// A batch of files loading on the worker threads while the writer stores
+/// the previous one.
+enum Loading {
+    Ready(Vec<Loaded>),
+    Pending(mpsc::Receiver<Vec<Loaded>>),
+}
+
+impl Loading {
+    /// Starts loading `batch` on the worker threads. Loads it at once when
+    /// called on a worker thread itself, which must not wait for work
+    /// queued behind it.
+    fn start(batch: Vec<(Vec<u8>, PathBuf)>, dedup_key: [u8; 32]) -> Loading {
+        if rayon::current_thread_index().is_some() {
+            return Loading::Ready(load_batch(batch, LOAD_MAX, &dedup_key));
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        rayon::spawn(move || {
+            // The receiver is gone only if the import stopped early.
+            let _ = tx.send(load_batch(batch, LOAD_MAX, &dedup_key));
+        });
+        Loading::Pending(rx)
+    }
+
+    fn finish(self) -> Result<Vec<Loaded>> {
+        match self {
+            Loading::Ready(v) => Ok(v),
+            Loading::Pending(rx) => rx.recv().map_err(|_| {
+                Error::Io(std::io::Error::other(
+                    "a worker thread stopped while loading files",
+                ))
+            }),
+        }
+    }
+}
+
 /// Loads `batch` on the worker threads, keeping order; `dedup_key` keys
 /// the content hashes (`data::dedup`).
 fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, small: u64, dedup_key: &[u8; 32]) -> Vec<Loaded> {
@@ -190,6 +226,8 @@ struct Importer<'a, F: FnMut(&Progress)> {
     done: Progress,
     /// Regular files listed but not yet loaded.
     batch: Vec<(Vec<u8>, PathBuf)>,
+    /// The batch loading while the one before is stored.
+    loading: Option<Loading>,
 }
 
 impl<F: FnMut(&Progress)> Importer<'_, F> {
@@ -289,6 +327,7 @@ impl Lockbox {
             progress,
             done: Progress::default(),
             batch: Vec::new(),
+            loading: None,
         };
         self.guarded(|lb| {
             if !dest.is_empty() {
@@ -306,7 +345,7 @@ impl Lockbox {
                     Ok(p) => lb.import_entry(src, &p, meta, &mut imp)?,
                     Err(reason) => imp.skip(src, reason)?,
                 }
-                lb.flush_batch(&mut imp)?;
+                lb.finish_batches(&mut imp)?;
             }
             Ok(())
         })?;
@@ -364,8 +403,7 @@ impl Lockbox {
                 self.import_entry(&path, &p, meta, imp)?;
             }
         }
-        self.flush_batch(imp)?;
-        Ok(())
+        self.finish_batches(imp)
     }
 
     fn stage_dir(&mut self, p: &str, meta: &Metadata) -> Result<()> {
@@ -436,10 +474,31 @@ impl Lockbox {
         Ok(())
     }
 
+    /// Starts loading the listed batch of files, and stores the batch
+    /// loaded before it: the workers read the next files while this thread
+    /// packs the last ones.
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
-        let dedup_key = *self.dedup.key();
-        for l in load_batch(batch, LOAD_MAX, &dedup_key) {
+        let next = (!batch.is_empty()).then(|| Loading::start(batch, *self.dedup.key()));
+        match std::mem::replace(&mut imp.loading, next) {
+            Some(prev) => self.store_loaded(prev.finish()?, imp),
+            None => Ok(()),
+        }
+    }
+
+    /// Loads and stores every file listed so far.
+    fn finish_batches<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
+        self.flush_batch(imp)?;
+        self.flush_batch(imp)
+    }
+
+    /// Stores loaded files, in order.
+    fn store_loaded<F: FnMut(&Progress)>(
+        &mut self,
+        loaded: Vec<Loaded>,
+        imp: &mut Importer<'_, F>,
+    ) -> Result<()> {
+        for l in loaded {
             let (meta, data) = match l.data {
                 Ok(d) => d,
                 Err(e) => {

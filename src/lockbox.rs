@@ -3,6 +3,7 @@
 //! `vars.rs`, verification in `verify.rs`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::crypto::keys::{Key, MasterKey, SubKeys};
 use crate::crypto::seal::{self, Kind, Prepared, fill_random};
@@ -206,7 +207,7 @@ impl Lockbox {
             SubKeys::derive(&master),
             header.archive_id,
             b.cache_bytes as usize,
-            b.level,
+            b.level.unwrap_or(crate::options::DEFAULT_LEVEL),
         );
         let pack = Packer::new(header.frame_size as usize);
         let mut lb = Lockbox {
@@ -479,16 +480,27 @@ impl Lockbox {
     /// Writes the open pack and the queued ones and points their members
     /// at them.
     pub(crate) fn flush_pack(&mut self) -> Result<()> {
-        self.pack.close();
-        self.write_closed_packs()
+        self.pack.close(&self.store);
+        self.write_closed_packs(usize::MAX)
     }
 
-    /// Writes the queued full packs: compressed and sealed together on the
-    /// worker threads, one contiguous run. Bytes of members deleted or
-    /// replaced while a pack waited are dropped first, so they never reach
-    /// the disk.
-    pub(crate) fn write_closed_packs(&mut self) -> Result<()> {
-        let mut packs = self.pack.take_closed();
+    /// Closes the open pack (its compression starts on the workers) and
+    /// writes the queued packs that are ready (see `Packer::ready`).
+    pub(crate) fn close_pack(&mut self) -> Result<()> {
+        self.pack.close(&self.store);
+        let n = self.pack.ready();
+        if n > 0 {
+            self.write_closed_packs(n)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the first `n` queued full packs, in order, as one run:
+    /// their compressions (started when they closed, or now, on the worker
+    /// threads) awaited, then sealed. Bytes of members deleted or replaced
+    /// while a pack waited are dropped first, so they never reach the disk.
+    pub(crate) fn write_closed_packs(&mut self, n: usize) -> Result<()> {
+        let mut packs = self.pack.take_closed(n);
         let mut r = Ok(());
         for p in &mut packs {
             r = r.and_then(|()| self.drop_dead_members(p));
@@ -498,8 +510,13 @@ impl Lockbox {
             return r;
         }
         let generation = self.next_gen();
-        let raws: Vec<&[u8]> = packs.iter().map(|p| p.buf.as_slice()).collect();
-        let written = r.and_then(|()| self.store.write_frames(generation, &raws));
+        let written = r.and_then(|()| {
+            let frames = packs
+                .iter_mut()
+                .map(|p| (p.compressing.take(), p.buf.as_slice()))
+                .collect();
+            self.store.write_started(generation, frames)
+        });
         let ptrs = match written {
             Ok(ptrs) => ptrs,
             Err(e) => {
@@ -546,19 +563,21 @@ impl Lockbox {
             }
         }
         if live_bytes < p.buf.len() as u64 {
+            // New bytes: a compression started on the old ones is dropped.
+            p.compressing = None;
             let old = std::mem::take(&mut p.buf);
-            p.buf.reserve_exact(live_bytes as usize);
+            let mut buf = Vec::with_capacity(live_bytes as usize);
             let mut moved: Option<(u32, u32)> = None;
             for (m, off, len) in &mut live {
                 let new_off = match moved {
                     Some((was, now)) if was == *off => now,
                     _ => {
-                        let now = p.buf.len() as u32;
+                        let now = buf.len() as u32;
                         let range = *off as usize..*off as usize + *len as usize;
                         let bytes = old.get(range).ok_or_else(|| {
                             Error::corrupt("internal: pack member out of range", 0)
                         })?;
-                        p.buf.extend_from_slice(bytes);
+                        buf.extend_from_slice(bytes);
                         moved = Some((*off, now));
                         now
                     }
@@ -571,6 +590,7 @@ impl Lockbox {
                     };
                 }
             }
+            p.buf = Arc::new(buf);
         }
         p.members = live;
         Ok(())
@@ -591,6 +611,7 @@ impl Lockbox {
     pub fn set_profile(&mut self, profile: Profile) {
         self.profile = profile;
         self.store.set_cache_frames(profile.caches_frames());
+        self.store.frame_level = self.builder.level.unwrap_or(profile.frame_level());
         // Bulk imports cut data into larger frames and packs: compression
         // close to a solid tar.zst (measured on a 46k-file Python tree
         // against tar + zstd -3: 64 KiB frames with 256 KiB packs 1.16 x its

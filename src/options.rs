@@ -10,6 +10,10 @@ use crate::format::{DEFAULT_FRAME_SIZE, DEFAULT_NODE_CAPACITY};
 use crate::lockbox::{Lockbox, Place};
 use crate::storage::backend::Backend;
 
+/// zstd level of metadata pages and of data frames unless the profile or
+/// the builder chooses another.
+pub(crate) const DEFAULT_LEVEL: i32 = 3;
+
 /// How the cache behaves; the caller chooses, lockbox never guesses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -20,9 +24,12 @@ pub enum Profile {
     /// Large imports (`add_path` of a whole tree): new file data goes
     /// straight to disk and is never cached (RSS stays bounded however much
     /// is imported), and new data is cut into frames 16 times the header's
-    /// frame size (1 MiB by default), small files packed as many to a frame:
-    /// compression close to a solid `tar.zst`, at the price of decoding up
-    /// to one such frame to read a small range of that data later.
+    /// frame size (1 MiB by default), small files packed as many to a frame,
+    /// compressed at zstd level 2 unless
+    /// [`Builder::compression_level`] says otherwise: compression close to a
+    /// solid `tar.zst` at level 3, at a quarter less CPU, at the price of
+    /// decoding up to one such frame to read a small range of that data
+    /// later.
     BulkImport,
     /// Repeated reads: decoded frames are kept in the bounded cache, so
     /// reads of nearby ranges skip decryption and decompression.
@@ -35,6 +42,17 @@ impl Profile {
     pub(crate) fn caches_frames(self) -> bool {
         matches!(self, Profile::ReadMostly | Profile::ExtractMany)
     }
+
+    /// zstd level of new data frames when the builder does not set one.
+    /// Level 2 on 1 MiB frames: on a 46k-file Python tree 4 % larger than
+    /// level 3 (still the size of its `tar.zst` at level 3) and 29 %
+    /// faster to compress (`zstd -b2 -B1M`: 534 vs 413 MB/s).
+    pub(crate) fn frame_level(self) -> i32 {
+        match self {
+            Profile::BulkImport => 2,
+            _ => DEFAULT_LEVEL,
+        }
+    }
 }
 
 /// Configures how a lockbox is created or opened.
@@ -45,7 +63,8 @@ pub struct Builder {
     pub(crate) kdf: KdfParams,
     pub(crate) read_only: bool,
     pub(crate) mmap: bool,
-    pub(crate) level: i32,
+    /// `None`: [`DEFAULT_LEVEL`] for metadata, the profile's level for data.
+    pub(crate) level: Option<i32>,
     pub(crate) node_capacity: u32,
     pub(crate) frame_size: u32,
     pub(crate) relocation_batch: Option<u64>,
@@ -59,7 +78,7 @@ impl Default for Builder {
             kdf: KdfParams::default(),
             read_only: false,
             mmap: true,
-            level: 3,
+            level: None,
             node_capacity: DEFAULT_NODE_CAPACITY,
             frame_size: DEFAULT_FRAME_SIZE,
             relocation_batch: None,
@@ -94,9 +113,10 @@ impl Builder {
         self.mmap = mmap;
         self
     }
-    /// zstd level for new frames and pages (default 3).
+    /// zstd level for new frames and pages (default 3, and 2 for data
+    /// written under [`Profile::BulkImport`]).
     pub fn compression_level(mut self, level: i32) -> Self {
-        self.level = level;
+        self.level = Some(level);
         self
     }
     /// Logical capacity of a B-tree node for a new lockbox (test knob).

@@ -154,8 +154,8 @@ impl Lockbox {
             if let Some(c) = self.shared_copy(&hash, &member, data)? {
                 return Ok(c);
             }
-            if !self.pack.fits(data.len()) && self.pack.close() {
-                self.write_closed_packs()?;
+            if !self.pack.fits(data.len()) {
+                self.close_pack()?;
             }
             self.dedup.note(hash, member.clone());
             let (pack_id, offset) = self.pack.add(member, data);

@@ -16,7 +16,9 @@ pub const TAG_LEN: usize = 16;
 /// Bytes a sealed region adds around its body: nonce, codec byte, tag.
 pub const OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
 
-const CODEC_STORED: u8 = 0;
+/// Codec byte of a body stored as is (compression did not pay).
+pub const CODEC_STORED: u8 = 0;
+/// Codec byte of a zstd-compressed body.
 const CODEC_ZSTD: u8 = 1;
 
 /// What a sealed region holds; part of its associated data.
@@ -184,19 +186,28 @@ pub fn open<'a>(
     Ok((*codec, body))
 }
 
-/// Decodes an opened body into `out`, which must be exactly the region's
-/// uncompressed length: one-shot zstd into a buffer of that size, so a
-/// frame can never expand beyond what its authenticated length says.
-pub fn decode_into(codec: u8, body: &[u8], out: &mut [u8], offset: u64) -> Result<()> {
+/// Decodes an opened body into `out` (its previous contents dropped),
+/// which then holds exactly `raw_len` bytes, or fails: one-shot zstd into
+/// the buffer's reserved capacity (no zero-filling first), so a frame can
+/// never expand beyond that capacity, and one that decodes to any other
+/// length than its authenticated one is refused.
+pub fn decode_into(
+    codec: u8,
+    body: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+    offset: u64,
+) -> Result<()> {
+    out.clear();
     match codec {
         CODEC_STORED => {
-            if body.len() != out.len() {
+            if body.len() != raw_len {
                 return Err(Error::corrupt(
                     "stored body length differs from its recorded length",
                     offset,
                 ));
             }
-            out.copy_from_slice(body);
+            out.extend_from_slice(body);
             Ok(())
         }
         CODEC_ZSTD => ZSTD_D.with(|d| {
@@ -207,12 +218,13 @@ pub fn decode_into(codec: u8, body: &[u8], out: &mut [u8], offset: u64) -> Resul
             let dec = d
                 .as_mut()
                 .ok_or_else(|| Error::corrupt("zstd context", offset))?;
+            out.reserve(raw_len);
             let n = dec.decompress_to_buffer(body, out).map_err(|_| {
                 Error::corrupt("zstd frame does not decode to its recorded length", offset)
             })?;
-            if n != out.len() {
+            if n != raw_len {
                 return Err(Error::corrupt(
-                    "zstd frame shorter than its recorded length",
+                    "zstd frame does not decode to its recorded length",
                     offset,
                 ));
             }

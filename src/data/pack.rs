@@ -1,9 +1,13 @@
 //! Small files packed many to a frame, so they compress together and cost
 //! one region instead of one each. The open pack lives in memory until it
-//! fills; full packs wait in a short queue so that several are compressed
-//! and sealed at once on the worker threads and written as one run.
-//! Entries staged into a pack point at it with `Content::Pending` until it
-//! is written.
+//! fills; a full pack starts compressing on the worker threads at once
+//! (while the writer goes on packing) and waits in a short queue until it
+//! is written, in order. Entries staged into a pack point at it with
+//! `Content::Pending` until it is written.
+
+use std::sync::Arc;
+
+use crate::storage::store::{Compressing, Store};
 
 /// Whose bytes a pack holds: a TOC entry or a variable, by key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,12 +22,28 @@ pub enum Member {
 pub struct Pack {
     /// Identifies this pack among the handle's packs.
     pub id: u64,
-    pub buf: Vec<u8>,
+    /// Shared with its compression while that runs.
+    pub buf: Arc<Vec<u8>>,
     pub members: Vec<(Member, u32, u32)>,
+    /// Its compression, started when it closed; `None` if not started or
+    /// if `buf` changed since (then it is compressed when written).
+    pub compressing: Option<Compressing>,
 }
 
-/// Full packs kept before they are written together: enough to keep every
-/// worker busy, few enough to bound memory (a few MiB).
+impl Pack {
+    fn new(id: u64) -> Pack {
+        Pack {
+            id,
+            buf: Arc::new(Vec::new()),
+            members: Vec::new(),
+            compressing: None,
+        }
+    }
+}
+
+/// Full packs kept before they are written: enough to keep every worker
+/// busy, few enough to bound memory (16 raw packs and their compressed
+/// forms).
 const QUEUE_PACKS: usize = 16;
 
 /// The open pack and the queue of full ones.
@@ -37,11 +57,7 @@ pub struct Packer {
 impl Packer {
     pub fn new(target: usize) -> Packer {
         Packer {
-            open: Pack {
-                id: 1,
-                buf: Vec::new(),
-                members: Vec::new(),
-            },
+            open: Pack::new(1),
             closed: Vec::new(),
             target,
         }
@@ -56,11 +72,13 @@ impl Packer {
     /// Appends `data` for `member` to the open pack; returns the pack's id
     /// and the offset of the data in it.
     pub fn add(&mut self, member: Member, data: &[u8]) -> (u64, u32) {
-        if self.open.buf.capacity() == 0 {
-            self.open.buf.reserve_exact(self.target);
+        // The open pack's buffer is never shared: this does not copy.
+        let buf = Arc::make_mut(&mut self.open.buf);
+        if buf.capacity() == 0 {
+            buf.reserve_exact(self.target);
         }
-        let off = self.open.buf.len() as u32;
-        self.open.buf.extend_from_slice(data);
+        let off = buf.len() as u32;
+        buf.extend_from_slice(data);
         self.open.members.push((member, off, data.len() as u32));
         (self.open.id, off)
     }
@@ -87,23 +105,33 @@ impl Packer {
         self.closed.iter().find(|p| p.id == id)
     }
 
-    /// Closes the open pack (if it holds anything) and starts the next.
-    /// Returns whether the queue of closed packs is full.
-    pub fn close(&mut self) -> bool {
+    /// Closes the open pack (if it holds anything), starts compressing it
+    /// on `store`'s workers, and starts the next.
+    pub fn close(&mut self, store: &Store) {
         if !self.open.buf.is_empty() {
-            let next = Pack {
-                id: self.open.id + 1,
-                buf: Vec::new(),
-                members: Vec::new(),
-            };
-            self.closed.push(std::mem::replace(&mut self.open, next));
+            let next = Pack::new(self.open.id + 1);
+            let mut full = std::mem::replace(&mut self.open, next);
+            full.compressing = store.start_frame(full.buf.clone());
+            self.closed.push(full);
         }
-        self.closed.len() >= QUEUE_PACKS
     }
 
-    /// Takes the closed packs, to be written.
-    pub fn take_closed(&mut self) -> Vec<Pack> {
-        std::mem::take(&mut self.closed)
+    /// How many closed packs to write now so the writer never waits
+    /// without need: those at the front whose compression has finished,
+    /// and at least enough to keep the queue within its bound.
+    pub fn ready(&self) -> usize {
+        let done = self
+            .closed
+            .iter()
+            .take_while(|p| p.compressing.as_ref().is_some_and(|c| c.is_done()))
+            .count();
+        done.max((self.closed.len() + 1).saturating_sub(QUEUE_PACKS))
+    }
+
+    /// Takes the first `n` closed packs, to be written.
+    pub fn take_closed(&mut self, n: usize) -> Vec<Pack> {
+        let n = n.min(self.closed.len());
+        self.closed.drain(..n).collect()
     }
 
     /// Puts back packs taken by [`Packer::take_closed`] whose write failed.
@@ -124,10 +152,6 @@ impl Packer {
             .unwrap_or(0)
             + 1;
         self.closed.clear();
-        self.open = Pack {
-            id: next,
-            buf: Vec::new(),
-            members: Vec::new(),
-        };
+        self.open = Pack::new(next);
     }
 }

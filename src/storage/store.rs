@@ -2,8 +2,9 @@
 //! cache of decoded objects. Everything above it speaks in [`Ptr`]s.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use super::alloc::Allocator;
 use super::backend::{Backend, Counted, IoStats};
@@ -42,7 +43,7 @@ struct Memo {
     tag: [u8; 16],
     /// Where the plaintext is: `Some(range)` of `cbuf` (stored codec) or
     /// `None` for all of `out`.
-    stored: Option<(usize, usize)>,
+    stored: Option<Range<usize>>,
 }
 
 impl Memo {
@@ -69,7 +70,44 @@ pub struct Store {
     dirty: AtomicBool,
     /// Regions written since `take_written` was last called.
     written: Mutex<Vec<(u64, u64)>>,
+    /// zstd level of metadata pages.
     pub level: i32,
+    /// zstd level of data frames (the profile may choose a faster one).
+    pub frame_level: i32,
+}
+
+/// A frame being compressed on the worker threads
+/// ([`Store::start_frame`]); its result waits here until it is written.
+pub struct Compressing(Arc<(Mutex<Option<Result<Prepared>>>, Condvar)>);
+
+impl Compressing {
+    /// Whether the compression has finished.
+    pub fn is_done(&self) -> bool {
+        self.0.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Waits for the compression to finish and takes its result. On a
+    /// worker thread (a handle moved into the pool after it started the
+    /// work) it runs queued work instead of blocking, so the job it waits
+    /// for cannot be stuck behind it.
+    fn wait(self) -> Result<Prepared> {
+        let (slot, done) = &*self.0;
+        let mut r = slot.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = r.take() {
+                return r;
+            }
+            if rayon::current_thread_index().is_some() {
+                drop(r);
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+                r = slot.lock().unwrap_or_else(|e| e.into_inner());
+            } else {
+                r = done.wait(r).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
 }
 
 fn cipher_for(keys: &SubKeys, kind: Kind) -> &SealKey {
@@ -100,6 +138,7 @@ impl Store {
             dirty: AtomicBool::new(false),
             written: Mutex::new(Vec::new()),
             level,
+            frame_level: level,
         }
     }
 
@@ -158,11 +197,9 @@ impl Store {
 
     /// Seals and writes one region at the tail.
     pub fn write_region(&self, kind: Kind, generation: u64, raw: &[u8]) -> Result<Ptr> {
-        let level = if kind == Kind::Frame
-            || kind == Kind::TocNode
-            || kind == Kind::VarNode
-            || kind == Kind::FrameIndex
-        {
+        let level = if kind == Kind::Frame {
+            Some(self.frame_level)
+        } else if kind == Kind::TocNode || kind == Kind::VarNode || kind == Kind::FrameIndex {
             Some(self.level)
         } else {
             None
@@ -176,10 +213,59 @@ impl Store {
     /// Compresses `raws` in parallel, then seals and writes them as one
     /// contiguous run at the tail. Returns their pointers in order.
     pub fn write_frames(&self, generation: u64, raws: &[&[u8]]) -> Result<Vec<Ptr>> {
-        let level = Some(self.level);
+        let level = Some(self.frame_level);
         let prepared = par_map(raws, |raw| Prepared::new(raw, level))
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
+        self.write_prepared(Kind::Frame, generation, prepared)
+    }
+
+    /// Starts compressing `raw` as a data frame on the worker threads,
+    /// while the caller goes on; [`Store::write_started`] writes it.
+    /// `None` when called on a worker thread itself, which must not wait
+    /// for work queued behind it.
+    pub fn start_frame(&self, raw: Arc<Vec<u8>>) -> Option<Compressing> {
+        if rayon::current_thread_index().is_some() {
+            return None;
+        }
+        let level = self.frame_level;
+        let job = Arc::new((Mutex::new(None), Condvar::new()));
+        let slot = job.clone();
+        rayon::spawn(move || {
+            let r = Prepared::new(&raw, Some(level));
+            *slot.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+            slot.1.notify_all();
+        });
+        Some(Compressing(job))
+    }
+
+    /// Like [`Store::write_frames`], for frames whose compression may have
+    /// been started already: each is `(started, raw)`, compressed now (in
+    /// parallel) where `started` is `None`.
+    pub fn write_started(
+        &self,
+        generation: u64,
+        frames: Vec<(Option<Compressing>, &[u8])>,
+    ) -> Result<Vec<Ptr>> {
+        let level = Some(self.frame_level);
+        // Frames not started are compressed on the workers; started ones
+        // are waited for here, never on a worker (see `Compressing::wait`).
+        let todo: Vec<&[u8]> = frames
+            .iter()
+            .filter(|(started, _)| started.is_none())
+            .map(|(_, raw)| *raw)
+            .collect();
+        let mut fresh = par_map(&todo, |raw| Prepared::new(raw, level)).into_iter();
+        let mut prepared = Vec::with_capacity(frames.len());
+        for (started, _) in frames {
+            let p = match started {
+                Some(c) => c.wait(),
+                None => fresh
+                    .next()
+                    .unwrap_or_else(|| Err(Error::corrupt("internal: frame not compressed", 0))),
+            };
+            prepared.push(p?);
+        }
         self.write_prepared(Kind::Frame, generation, prepared)
     }
 
@@ -371,11 +457,37 @@ impl Store {
         }
     }
 
-    /// Reads and opens the region at `ptr` into `cipher_buf`, then decodes
-    /// it into `out` (exactly `raw_len` bytes), or hands the stored body
-    /// straight to `f` without a second copy.
-    fn open_with<R>(&self, ptr: &Ptr, kind: Kind, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+    /// Reads the region at `ptr` into `cbuf` and opens it there: returns
+    /// its codec byte and where its body lies in `cbuf`.
+    fn read_open(&self, ptr: &Ptr, kind: Kind, cbuf: &mut Vec<u8>) -> Result<(u8, Range<usize>)> {
         self.check_ptr(ptr)?;
+        cbuf.clear();
+        cbuf.resize(ptr.len as usize, 0);
+        self.backend.read_at(ptr.offset, cbuf)?;
+        if cbuf[cbuf.len() - seal::TAG_LEN..] != ptr.tag {
+            return Err(Error::corrupt(
+                "region does not match its pointer (swapped, moved or replayed)",
+                ptr.offset,
+            ));
+        }
+        let aad = seal::aad(
+            &self.archive_id,
+            kind,
+            ptr.offset,
+            ptr.generation,
+            ptr.raw_len,
+        );
+        let (codec, body) =
+            seal::open(&cipher_for(&self.keys, kind).cipher, &aad, cbuf, ptr.offset)?;
+        // The body follows the nonce and the codec byte.
+        let start = seal::NONCE_LEN + 1;
+        Ok((codec, start..start + body.len()))
+    }
+
+    /// Reads and opens the region at `ptr`, decodes it (exactly `raw_len`
+    /// bytes, in this thread's scratch buffer, or the stored body where it
+    /// lies) and hands it to `f`.
+    fn open_with<R>(&self, ptr: &Ptr, kind: Kind, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let Scratch { cbuf, out, memo } = &mut *s;
@@ -383,30 +495,13 @@ impl Store {
                 .as_ref()
                 .filter(|m| m.same(&self.archive_id, kind, ptr))
             {
-                return match m.stored {
-                    Some((a, b)) => f(&cbuf[a..b]),
+                return match m.stored.clone() {
+                    Some(r) => f(&cbuf[r]),
                     None => f(out),
                 };
             }
             *memo = None;
-            cbuf.clear();
-            cbuf.resize(ptr.len as usize, 0);
-            self.backend.read_at(ptr.offset, cbuf)?;
-            if cbuf[cbuf.len() - seal::TAG_LEN..] != ptr.tag {
-                return Err(Error::corrupt(
-                    "region does not match its pointer (swapped, moved or replayed)",
-                    ptr.offset,
-                ));
-            }
-            let aad = seal::aad(
-                &self.archive_id,
-                kind,
-                ptr.offset,
-                ptr.generation,
-                ptr.raw_len,
-            );
-            let (codec, body) =
-                seal::open(&cipher_for(&self.keys, kind).cipher, &aad, cbuf, ptr.offset)?;
+            let (codec, body) = self.read_open(ptr, kind, cbuf)?;
             let mut m = Memo {
                 archive_id: self.archive_id,
                 kind,
@@ -414,22 +509,42 @@ impl Store {
                 tag: ptr.tag,
                 stored: None,
             };
-            if codec == 0 {
+            if codec == seal::CODEC_STORED {
                 if body.len() != ptr.raw_len as usize {
                     return Err(Error::corrupt(
                         "stored body length differs from its pointer",
                         ptr.offset,
                     ));
                 }
-                m.stored = Some((seal::NONCE_LEN + 1, seal::NONCE_LEN + 1 + body.len()));
+                m.stored = Some(body.clone());
                 *memo = Some(m);
-                return f(body);
+                return f(&cbuf[body]);
             }
-            out.clear();
-            out.resize(ptr.raw_len as usize, 0);
-            seal::decode_into(codec, body, out, ptr.offset)?;
+            seal::decode_into(codec, &cbuf[body], ptr.raw_len as usize, out, ptr.offset)?;
             *memo = Some(m);
             f(out)
+        })
+    }
+
+    /// Reads, opens and decodes the region at `ptr` into a new buffer of
+    /// exactly its length (one copy: the decoder writes straight into it),
+    /// bypassing this thread's memo and the cache.
+    fn decode_owned(&self, ptr: &Ptr, kind: Kind) -> Result<Vec<u8>> {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let Scratch { cbuf, memo, .. } = &mut *s;
+            // `cbuf` is about to be overwritten.
+            *memo = None;
+            let (codec, body) = self.read_open(ptr, kind, cbuf)?;
+            let mut out = Vec::with_capacity(ptr.raw_len as usize);
+            seal::decode_into(
+                codec,
+                &cbuf[body],
+                ptr.raw_len as usize,
+                &mut out,
+                ptr.offset,
+            )?;
+            Ok(out)
         })
     }
 
@@ -479,15 +594,23 @@ impl Store {
         if let Some(Cached::Frame(v)) = self.cache().get(ptr) {
             return f(&v);
         }
-        let v = Arc::new(self.open_with(ptr, Kind::Frame, |raw| Ok(raw.to_vec()))?);
+        let v = Arc::new(self.decode_owned(ptr, Kind::Frame)?);
         self.cache().insert(ptr, Cached::Frame(v.clone()), v.len());
         f(&v)
+    }
+
+    /// A frame's plaintext as a buffer of its own (from the cache when the
+    /// profile keeps frames, else decoded straight into a new buffer).
+    pub fn frame_owned(&self, ptr: &Ptr) -> Result<Vec<u8>> {
+        if self.cache_frames.load(Ordering::Relaxed) {
+            return self.with_frame(ptr, |b| Ok(b.to_vec()));
+        }
+        self.decode_owned(ptr, Kind::Frame)
     }
 
     /// Reads a whole region's plaintext (verification, inspection).
     /// Always reads and authenticates the bytes on disk (no memo).
     pub fn read_plain(&self, kind: Kind, ptr: &Ptr) -> Result<Vec<u8>> {
-        SCRATCH.with(|s| s.borrow_mut().memo = None);
-        self.open_with(ptr, kind, |raw| Ok(raw.to_vec()))
+        self.decode_owned(ptr, kind)
     }
 }
