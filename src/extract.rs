@@ -229,7 +229,7 @@ impl Dirs {
 
 /// A file to write: its path relative to the root and its record.
 /// Whether two records' bytes are in the same packed frame.
-pub(crate) fn same_pack(a: &Record, b: &Record) -> bool {
+fn same_pack(a: &Record, b: &Record) -> bool {
     match (&a.content, &b.content) {
         (Content::Packed { frame: x, .. }, Content::Packed { frame: y, .. }) => {
             x.offset == y.offset

@@ -8,13 +8,15 @@
 //! and the callback's work overlap. A small file is handed over as a slice
 //! of its decoded frame.
 
+use std::collections::HashSet;
+use std::iter::Peekable;
 use std::time::Instant;
 
 use rayon::prelude::*;
 
 use crate::data::frames::frame_of;
 use crate::error::{Error, Result};
-use crate::extract::{CHUNK, ExtractStats, limit, same_pack};
+use crate::extract::{CHUNK, ExtractStats, limit};
 use crate::format::entry::{Content, EntryKind, Record};
 use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
@@ -51,7 +53,7 @@ impl Lockbox {
         let started = Instant::now();
         let mut stats = ExtractStats::default();
         let mut buf = Vec::new();
-        let mut entries = self.extraction_list(prefix)?;
+        let mut entries = self.extraction_list(prefix)?.peekable();
         let mut ready: Option<Ready> = None;
         loop {
             let chunk = next_chunk(&mut entries)?;
@@ -191,32 +193,53 @@ impl Lockbox {
     }
 }
 
+/// The frames `rec` adds to a chunk that already decodes the packs at
+/// the offsets in `packs`, and their bytes.
+fn frames_needed(rec: &Record, packs: &HashSet<u64>) -> (usize, u64) {
+    match &rec.content {
+        _ if rec.kind != EntryKind::File => (0, 0),
+        Content::Packed { frame, .. } if !packs.contains(&frame.offset) => {
+            (1, frame.raw_len as u64)
+        }
+        Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => (
+            rec.len.div_ceil((*frame_size).max(1) as u64) as usize,
+            rec.len,
+        ),
+        _ => (0, 0),
+    }
+}
+
 /// The next chunk of entries: up to 16 frames or 8 MiB of data to decode
-/// ahead, or `CHUNK` entries. Empty at the end.
-fn next_chunk(
-    entries: &mut impl Iterator<Item = Result<(String, Record)>>,
+/// ahead, or `CHUNK` entries, never ending inside a pack (the rest of its
+/// members would decode it again in the next chunk), though at most
+/// `4 × CHUNK` entries. Empty at the end.
+fn next_chunk<I: Iterator<Item = Result<(String, Record)>>>(
+    entries: &mut Peekable<I>,
 ) -> Result<Vec<(String, Record)>> {
     let mut chunk: Vec<(String, Record)> = Vec::new();
+    let mut packs: HashSet<u64> = HashSet::new();
     let (mut frames, mut ahead) = (0, 0u64);
-    for item in entries.by_ref() {
-        let (rel, rec) = item?;
-        match &rec.content {
-            Content::Packed { frame, .. }
-                if !chunk.last().is_some_and(|(_, last)| same_pack(last, &rec)) =>
-            {
-                frames += 1;
-                ahead += frame.raw_len as u64;
-            }
-            Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => {
-                frames += rec.len.div_ceil((*frame_size).max(1) as u64) as usize;
-                ahead += rec.len;
-            }
-            _ => {}
-        }
-        chunk.push((rel, rec));
-        if frames >= AHEAD_FRAMES || ahead >= AHEAD_BYTES || chunk.len() >= CHUNK {
+    loop {
+        let (more, bytes) = match entries.peek() {
+            None => break,
+            // Taken below, and returned.
+            Some(Err(_)) => (0, 0),
+            Some(Ok((_, rec))) => frames_needed(rec, &packs),
+        };
+        let full = frames >= AHEAD_FRAMES || ahead >= AHEAD_BYTES || chunk.len() >= CHUNK;
+        if (full && more > 0) || chunk.len() >= 4 * CHUNK {
             break;
         }
+        let Some(item) = entries.next() else { break };
+        let (rel, rec) = item?;
+        if let Content::Packed { frame, .. } = &rec.content
+            && rec.kind == EntryKind::File
+        {
+            packs.insert(frame.offset);
+        }
+        frames += more;
+        ahead += bytes;
+        chunk.push((rel, rec));
     }
     Ok(chunk)
 }

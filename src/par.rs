@@ -19,3 +19,20 @@ pub fn par_map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync 
     }
     items.into_par_iter().with_max_len(1).map(f).collect()
 }
+
+/// A second fixed set of threads (one per core) for work bound by system
+/// calls, such as opening and reading the files of an import: it runs
+/// beside the compression queued on the global pool instead of waiting
+/// behind it, and the kernel shares the cores between the two. `None` if
+/// the threads cannot be started (the caller then does the work itself).
+pub fn io_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: std::sync::OnceLock<Option<rayon::ThreadPool>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(rayon::current_num_threads())
+            .thread_name(|i| format!("lockbox-io-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}

@@ -119,6 +119,13 @@ impl Lockbox {
     /// Checks that a file or symlink may be stored at `key`.
     pub(crate) fn check_file_slot(&self, key: &[u8], path: &str) -> Result<()> {
         self.check_parents(key)?;
+        self.check_slot_itself(key, path)
+    }
+
+    /// [`check_file_slot`](Self::check_file_slot) for a key whose parent
+    /// directory the caller checked or created (an import walking a tree):
+    /// only `key` itself must not be a directory.
+    pub(crate) fn check_slot_itself(&self, key: &[u8], path: &str) -> Result<()> {
         let is_dir = match self.lookup(key)? {
             Some(r) => r.kind == EntryKind::Dir,
             None => self.has_children(key)?,

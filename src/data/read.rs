@@ -149,9 +149,9 @@ pub fn visit(
                     ptrs.push(frame_of(store, (*depth, root), (len, fs, n), j)?);
                 }
                 let decoded = if batch == 1 {
-                    vec![store.with_frame(&ptrs[0], |b| Ok(b.to_vec()))]
+                    vec![store.frame_owned(&ptrs[0])]
                 } else {
-                    par_map(&ptrs, |p| store.with_frame(p, |b| Ok(b.to_vec())))
+                    par_map(&ptrs, |p| store.frame_owned(p))
                 };
                 for (j, (bytes, ptr)) in decoded.into_iter().zip(&ptrs).enumerate() {
                     let bytes = bytes?;

@@ -205,7 +205,7 @@ impl Store {
             None
         };
         let prepared = Prepared::new(raw, level)?;
-        let mut ptrs = self.write_prepared(kind, generation, vec![prepared])?;
+        let mut ptrs = self.write_prepared(kind, generation, vec![prepared], true)?;
         ptrs.pop()
             .ok_or_else(|| Error::corrupt("no region written", 0))
     }
@@ -217,7 +217,7 @@ impl Store {
         let prepared = par_map(raws, |raw| Prepared::new(raw, level))
             .into_iter()
             .collect::<Result<Vec<_>>>()?;
-        self.write_prepared(Kind::Frame, generation, prepared)
+        self.write_prepared(Kind::Frame, generation, prepared, false)
     }
 
     /// Starts compressing `raw` as a data frame on the worker threads,
@@ -266,7 +266,7 @@ impl Store {
             };
             prepared.push(p?);
         }
-        self.write_prepared(Kind::Frame, generation, prepared)
+        self.write_prepared(Kind::Frame, generation, prepared, true)
     }
 
     /// Places `lens` regions: one contiguous run from free space if one
@@ -325,11 +325,15 @@ impl Store {
         Ok((offsets, contiguous))
     }
 
+    /// Places, seals and writes `prepared`; seals on the worker threads
+    /// unless `seal_here` (the workers are busy with queued compression,
+    /// and waiting behind it would stall this thread longer than sealing).
     fn write_prepared(
         &self,
         kind: Kind,
         generation: u64,
         mut prepared: Vec<Prepared>,
+        seal_here: bool,
     ) -> Result<Vec<Ptr>> {
         let lens: Vec<u64> = prepared.iter().map(|p| p.sealed_len() as u64).collect();
         let (offsets, contiguous) = self.place(&lens)?;
@@ -337,12 +341,17 @@ impl Store {
         let id = self.archive_id;
         let work: Vec<(&mut Prepared, u64)> =
             prepared.iter_mut().zip(offsets.iter().copied()).collect();
-        let tags = par_map_owned(work, |(p, off)| {
+        let seal = |(p, off): (&mut Prepared, u64)| {
             let aad = seal::aad(&id, kind, off, generation, p.raw_len);
             p.seal(cipher, &id, &aad)
-        })
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
+        };
+        let tags = if seal_here {
+            work.into_iter().map(seal).collect::<Result<Vec<_>>>()?
+        } else {
+            par_map_owned(work, seal)
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?
+        };
         let mut ptrs = Vec::with_capacity(prepared.len());
         for ((p, off), tag) in prepared.iter().zip(&offsets).zip(tags) {
             ptrs.push(Ptr {
