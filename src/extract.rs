@@ -253,14 +253,14 @@ impl Lockbox {
         let strip = if p.is_empty() { 0 } else { p.len() + 1 };
         Ok(self.subtree(&to_key(&p))?.map(move |item| {
             let (k, r) = item?;
-            let path = key_path(&k)?;
-            let rel = path
-                .get(strip..)
-                .filter(|r| !r.is_empty())
-                .ok_or_else(|| Error::corrupt("entry outside its prefix", 0))?
-                .to_string();
-            // Validated again: a hostile archive may carry names `put` refuses.
-            normalize(&rel, false)?;
+            // Validated again (`key_path` refuses any key that is not a
+            // normalized path): a hostile archive may carry names `put`
+            // refuses. What follows the prefix is then valid too.
+            let mut rel = key_path(&k)?;
+            if rel.len() <= strip || !rel.is_char_boundary(strip) {
+                return Err(Error::corrupt("entry outside its prefix", 0));
+            }
+            rel.drain(..strip);
             Ok((rel, r))
         }))
     }

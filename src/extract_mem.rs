@@ -29,9 +29,13 @@ const AHEAD_BYTES: u64 = 8 << 20;
 /// Files up to this size have all their frames decoded ahead.
 const AHEAD_FILE: u64 = 4 << 20;
 
-/// Per entry of a chunk, the indexes of the decoded frames holding its
-/// bytes, in order (`None`: nothing to decode ahead).
-type Plan = Vec<Option<Vec<usize>>>;
+/// Which decoded frames hold each entry's bytes: per entry of a chunk, a
+/// range of `order` (`None`: nothing to decode ahead), which lists indexes
+/// of the decoded frames in the order of the entry's bytes.
+struct Plan {
+    per_entry: Vec<Option<std::ops::Range<usize>>>,
+    order: Vec<usize>,
+}
 
 /// A chunk of entries with its plan and decoded frames.
 struct Ready {
@@ -95,11 +99,15 @@ impl Lockbox {
                 ptrs.len() - 1
             })
         };
-        let mut plan: Plan = Vec::with_capacity(chunk.len());
+        let mut plan = Plan {
+            per_entry: Vec::with_capacity(chunk.len()),
+            order: Vec::with_capacity(chunk.len()),
+        };
         for (_, rec) in chunk {
-            let frames = match &rec.content {
-                _ if rec.kind != EntryKind::File => None,
-                Content::Packed { frame, .. } => Some(vec![add(*frame)]),
+            let start = plan.order.len();
+            match &rec.content {
+                _ if rec.kind != EntryKind::File => {}
+                Content::Packed { frame, .. } => plan.order.push(add(*frame)),
                 Content::Frames {
                     frame_size,
                     depth,
@@ -107,16 +115,16 @@ impl Lockbox {
                 } if rec.len <= AHEAD_FILE => {
                     let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
                     let fs = *frame_size as u64;
-                    let mut v = Vec::with_capacity(n as usize);
                     for i in 0..n {
                         let layout = (rec.len, fs, n);
-                        v.push(add(frame_of(&self.store, (*depth, root), layout, i)?));
+                        plan.order
+                            .push(add(frame_of(&self.store, (*depth, root), layout, i)?));
                     }
-                    Some(v)
                 }
-                _ => None,
-            };
-            plan.push(frames);
+                _ => {}
+            }
+            let end = plan.order.len();
+            plan.per_entry.push((end > start).then_some(start..end));
         }
         Ok((plan, ptrs))
     }
@@ -138,7 +146,9 @@ impl Lockbox {
         buf: &mut Vec<u8>,
     ) -> Result<()> {
         let decoded = r.frames;
-        for ((rel, rec), frames) in r.chunk.into_iter().zip(r.plan) {
+        let order = &r.plan.order;
+        for ((rel, rec), frames) in r.chunk.into_iter().zip(r.plan.per_entry) {
+            let frames = frames.map(|range| &order[range]);
             let e = entry(rel, &rec);
             match rec.kind {
                 EntryKind::File => {
@@ -147,7 +157,7 @@ impl Lockbox {
                     let len = usize::try_from(rec.len)
                         .map_err(|_| limit("file larger than memory".into(), rec.len))?;
                     let short = || Error::corrupt("content shorter than its length", 0);
-                    match (&rec.content, frames.as_deref()) {
+                    match (&rec.content, frames) {
                         (Content::Packed { offset, .. }, Some([i])) => {
                             let bytes = decoded[*i]
                                 .get(*offset as usize..)
