@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 
 use crate::btree;
 use crate::crypto::seal::Kind;
-use crate::data::frames::FrameWriter;
+use crate::data::frames::{FrameWriter, fill};
 use crate::data::pack::Member;
 use crate::data::read;
 use crate::error::{Error, Result};
@@ -56,20 +56,6 @@ fn decode_record(v: &[u8], at: u64) -> Result<Record> {
 
 pub(crate) fn key_path(key: &[u8]) -> Result<String> {
     from_key(key).ok_or_else(|| Error::corrupt("invalid path in the table of contents", 0))
-}
-
-/// Reads until `buf` is full or the reader ends; returns bytes read.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Io(e)),
-        }
-    }
-    Ok(n)
 }
 
 impl Lockbox {
@@ -220,30 +206,14 @@ impl Lockbox {
     ) -> Result<(Content, u64)> {
         let frame = self.data_frame_size() as usize;
         // One frame first: most files end within it, and only longer
-        // ones get the buffer of a whole batch of frames.
+        // ones stream through the frame pipeline.
         let mut buf = vec![0u8; frame];
         let first = fill(r, &mut buf)?;
         if first < frame {
             return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
         }
-        buf.resize(frame * BATCH_FRAMES, 0);
         let mut w = FrameWriter::new(frame as u32, self.next_gen());
-        let mut filled = first;
-        let mut total = 0u64;
-        loop {
-            let n = fill(r, &mut buf[filled..])?;
-            filled += n;
-            if filled == 0 {
-                break;
-            }
-            let chunks: Vec<&[u8]> = buf[..filled].chunks(frame).collect();
-            w.write(&self.store, &chunks)?;
-            total += filled as u64;
-            if filled < buf.len() {
-                break;
-            }
-            filled = 0;
-        }
+        let total = w.write_stream(&self.store, buf, r)?;
         Ok((w.finish(&self.store)?, total))
     }
 

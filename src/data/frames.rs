@@ -1,14 +1,37 @@
-//! Large files: fixed-size frames written in parallel batches, and the
-//! frame-index tree over them, built while streaming so memory stays
-//! bounded by one index page per level.
+//! Large files: fixed-size frames written in parallel batches (or, from a
+//! reader, through a pipeline: each frame compresses on the workers as soon
+//! as it is read), and the frame-index tree over them, built while
+//! streaming so memory stays bounded by one index page per level.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::INDEX_FANOUT;
 use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
-use crate::storage::store::Store;
+use crate::storage::store::{Compressing, Store};
 
 pub use crate::format::entry::MAX_INDEX_DEPTH;
+
+/// Bytes of frames a stream keeps in flight (read, compressing, or waiting
+/// to be written in order), at least two frames per worker.
+const STREAM_AHEAD: usize = 16 << 20;
+
+/// Reads until `buf` is full or the reader ends; returns bytes read.
+pub fn fill(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(n)
+}
 
 pub struct FrameWriter {
     frame_size: u32,
@@ -37,6 +60,85 @@ impl FrameWriter {
             self.frames += 1;
             self.push(store, 0, ptr)?;
         }
+        Ok(())
+    }
+
+    /// Streams `first` (a whole frame) and the rest of `r` as frames: each
+    /// frame starts compressing on the workers as soon as it is read, while
+    /// this thread reads the next; finished frames at the front are sealed
+    /// and written in order. At most `STREAM_AHEAD` bytes are in flight.
+    /// Returns the bytes streamed.
+    pub fn write_stream(
+        &mut self,
+        store: &Store,
+        first: Vec<u8>,
+        r: &mut impl Read,
+    ) -> Result<u64> {
+        let frame = self.frame_size as usize;
+        let ahead = (STREAM_AHEAD / frame.max(1)).max(2 * rayon::current_num_threads());
+        let mut queue: VecDeque<(Option<Compressing>, Arc<Vec<u8>>)> = VecDeque::new();
+        // Buffers of written frames, read into again.
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut total = 0u64;
+        let mut next = first;
+        loop {
+            let len = next.len();
+            total += len as u64;
+            let chunk = Arc::new(next);
+            queue.push_back((store.start_frame(chunk.clone()), chunk));
+            let ready = queue
+                .iter()
+                .take_while(|(c, _)| c.as_ref().is_some_and(Compressing::is_done))
+                .count();
+            let n = match queue.front() {
+                // Not started (a handle used on a worker thread): compressed
+                // a full queue at a time, in parallel.
+                Some((None, _)) if queue.len() >= ahead => queue.len(),
+                _ if queue.len() >= ahead => ready.max(1),
+                _ => ready,
+            };
+            if n > 0 {
+                self.write_queued(store, queue.drain(..n).collect(), &mut spare)?;
+            }
+            if len < frame {
+                break;
+            }
+            let mut buf = spare.pop().unwrap_or_default();
+            buf.resize(frame, 0);
+            let got = fill(r, &mut buf)?;
+            if got == 0 {
+                break;
+            }
+            buf.truncate(got);
+            next = buf;
+        }
+        self.write_queued(store, queue.into_iter().collect(), &mut spare)?;
+        Ok(total)
+    }
+
+    /// Writes frames of [`write_stream`](Self::write_stream) in order and
+    /// keeps their buffers for reuse.
+    fn write_queued(
+        &mut self,
+        store: &Store,
+        frames: Vec<(Option<Compressing>, Arc<Vec<u8>>)>,
+        spare: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        if frames.is_empty() {
+            return Ok(());
+        }
+        let (started, bufs): (Vec<_>, Vec<_>) = frames.into_iter().unzip();
+        let raws = started
+            .into_iter()
+            .zip(bufs.iter().map(|b| b.as_slice()))
+            .collect();
+        for ptr in store.write_started(self.generation, raws)? {
+            self.frames += 1;
+            self.push(store, 0, ptr)?;
+        }
+        // A compression that finished may not have dropped its handle on
+        // the buffer yet: such a buffer is left to be freed.
+        spare.extend(bufs.into_iter().filter_map(|b| Arc::try_unwrap(b).ok()));
         Ok(())
     }
 
