@@ -1,32 +1,90 @@
 //! Machine bounds: what this machine can do for the same work as lockbox,
 //! measured in the same run on the same data. CPU: raw XChaCha20-Poly1305
-//! seal and open, zstd-3 compress and decompress, and the two per-frame
-//! pipelines lockbox runs (compress + seal; open + decompress), on 64 KiB
-//! frames, on 1 thread and on every core. Filesystem: create + write + close
-//! (and open + read + close) of the same number of files of the same sizes.
-//! Lockbox's rates are reported as a fraction of the slowest relevant stage.
+//! seal and open, zstd compress and decompress, and the two per-frame
+//! pipelines lockbox runs (compress + seal; open + decompress), on 1 thread
+//! and on every core, on frames of the size and at the zstd level lockbox
+//! writes the data with (a [`Coding`]: `Coding::INTERACTIVE`, 64 KiB at
+//! level 3, or `Coding::BULK`, 1 MiB at level 2). Filesystem (in
+//! `bounds/filesystem.rs`): create + write + close (and open + read +
+//! close) of the same number of files of the same sizes. Lockbox's rates
+//! are reported as a fraction of the slowest relevant stage.
+//!
+//! JSON of a set of CPU bounds (`report_cpu_bounds`): every key starts with
+//! the coding's prefix, `bound_` for `Coding::INTERACTIVE` (the names these
+//! bounds always had), `bound_bulk_` for `Coding::BULK` (and
+//! `bound_f{frame}_z{level}_` for any other); the zstd level
+//! is part of the compression keys' names (`{prefix}zstd3_compress_mib_s`,
+//! `{prefix}zstd3_ratio` at level 3, `zstd2_...` at level 2), so a key never
+//! holds a figure of another level. Each set also reports `{prefix}zstd_level`
+//! and `{prefix}frame_size` (bytes of a frame), besides `{prefix}frames`
+//! (how many) and `{prefix}frame_bytes` (their bytes in all: the name is
+//! historical). `bound_threads` is reported once per set, unprefixed.
 
-use std::fs;
 use std::hint::black_box;
-use std::io::{self, Read, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::{AeadInOut, KeyInit, XChaCha20Poly1305, XNonce};
 
 use crate::BoxResult;
-use crate::fsutil::make_parents;
 use crate::report::Section;
 use crate::units::{MIB, fmt_bytes};
 
-/// Frame size of the bounds (lockbox's default frame and pack target).
-pub const FRAME: usize = 64 * 1024;
+mod filesystem;
+pub use filesystem::{
+    FS_TRIES, FsBound, fs_create_bound, fs_create_sizes_bound, fs_read_all_bound, fs_read_bound,
+};
+
+/// How lockbox cuts and compresses new data: the raw size of a data frame
+/// (and of a full pack) and the zstd level it is compressed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coding {
+    pub frame: usize,
+    pub level: i32,
+}
+
+impl Coding {
+    /// Mirrors lockbox's defaults under `Profile::Interactive` (and any
+    /// profile but `BulkImport`): the header's frame size (64 KiB) at zstd
+    /// level 3. Keep in step with `Lockbox::set_profile` and
+    /// `Profile::frame_level`.
+    pub const INTERACTIVE: Coding = Coding {
+        frame: 64 * 1024,
+        level: 3,
+    };
+    /// Mirrors lockbox's defaults under `Profile::BulkImport`: 16 times the
+    /// header's frame size (1 MiB) at zstd level 2.
+    pub const BULK: Coding = Coding {
+        frame: 16 * 64 * 1024,
+        level: 2,
+    };
+
+    /// "64 KiB", "1 MiB".
+    pub fn frame_label(self) -> String {
+        if self.frame.is_multiple_of(1 << 20) {
+            format!("{} MiB", self.frame >> 20)
+        } else if self.frame.is_multiple_of(1024) {
+            format!("{} KiB", self.frame >> 10)
+        } else {
+            format!("{} B", self.frame)
+        }
+    }
+
+    /// The prefix of this coding's JSON keys (see the module doc).
+    fn key_prefix(self) -> String {
+        if self == Coding::INTERACTIVE {
+            "bound_".into()
+        } else if self == Coding::BULK {
+            "bound_bulk_".into()
+        } else {
+            format!("bound_f{}_z{}_", self.frame, self.level)
+        }
+    }
+}
+
 /// How long each CPU bound runs per thread (cycling over its frames); each
 /// bound is the best of `BOUND_TRIES` such windows.
 const BOUND_WINDOW: Duration = Duration::from_millis(60);
 const BOUND_TRIES: usize = 3;
-/// Each filesystem bound is the best of this many passes.
-pub const FS_TRIES: usize = 2;
 /// Bytes of the large file the CPU bounds are measured on.
 pub const BOUND_SAMPLE: u64 = 32 << 20;
 
@@ -137,18 +195,43 @@ fn rate_of<S>(
 
 /// CPU bounds on one data set's frames (rates in MiB/s of plaintext).
 pub struct CpuBounds {
+    pub coding: Coding,
     pub frames: usize,
     pub bytes: u64,
     pub seal: Rate,
     pub open: Rate,
     pub zstd_c: Rate,
     pub zstd_d: Rate,
-    /// zstd-3 then seal (stored if it does not shrink), as lockbox does per frame.
+    /// zstd at the coding's level then seal (stored if it does not
+    /// shrink), as lockbox does per frame.
     pub pack: Rate,
     /// open then zstd-decompress.
     pub unpack: Rate,
-    /// zstd-3 bytes / raw bytes over the frames.
+    /// zstd bytes / raw bytes over the frames.
     pub zstd_ratio: f64,
+}
+
+impl CpuBounds {
+    /// The compress + seal stage, named with its coding.
+    pub fn pack_stage(&self) -> (String, f64) {
+        let c = self.coding;
+        let what = format!(
+            "zstd-{} compress+seal of {} frames",
+            c.level,
+            c.frame_label()
+        );
+        self.pack.stage(&what)
+    }
+    /// The open + decompress stage, named with its coding.
+    pub fn unpack_stage(&self) -> (String, f64) {
+        let c = self.coding;
+        let what = format!(
+            "open+decompress of zstd-{} {} frames",
+            c.level,
+            c.frame_label()
+        );
+        self.unpack.stage(&what)
+    }
 }
 
 fn bound_cipher() -> XChaCha20Poly1305 {
@@ -171,7 +254,17 @@ fn open_in_place(c: &XChaCha20Poly1305, buf: &mut [u8], tag: &chacha20poly1305::
         .expect("open");
 }
 
-pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
+/// CPU bounds on `frames` (cut by `frames_of` with the same `coding`),
+/// compressed at `coding.level`.
+pub fn cpu_bounds(frames: &[Vec<u8>], coding: Coding) -> BoxResult<CpuBounds> {
+    if frames.is_empty() || frames.iter().any(|f| f.len() > coding.frame) {
+        return Err(format!(
+            "cpu_bounds: need at least one frame, none over {} bytes",
+            coding.frame
+        )
+        .into());
+    }
+    let (frame, level) = (coding.frame, coding.level);
     let cipher = bound_cipher();
     let items = frames.len();
     // Untimed inputs for the opening side.
@@ -183,7 +276,7 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         let mut b = f.clone();
         let tag = seal_in_place(&cipher, &mut b);
         sealed_raw.push((b, tag));
-        let z = zstd::bulk::compress(f, 3)?;
+        let z = zstd::bulk::compress(f, level)?;
         zbytes += z.len() as u64;
         let (mut body, zstd) = if z.len() + 8 < f.len() {
             (z.clone(), true)
@@ -195,7 +288,7 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         compressed.push(z);
     }
     let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-    let scratch = || (bound_cipher(), vec![0u8; FRAME + 1024]);
+    let scratch = || (bound_cipher(), vec![0u8; frame + 1024]);
     let seal = rate_of(items, scratch, |(c, buf), i| {
         let f = &frames[i];
         buf[..f.len()].copy_from_slice(f);
@@ -213,8 +306,8 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         items,
         || {
             (
-                zstd::bulk::Compressor::new(3).expect("zstd compressor"),
-                Vec::<u8>::with_capacity(zstd::zstd_safe::compress_bound(FRAME)),
+                zstd::bulk::Compressor::new(level).expect("zstd compressor"),
+                Vec::<u8>::with_capacity(zstd::zstd_safe::compress_bound(frame)),
             )
         },
         |(z, out), i| {
@@ -230,7 +323,7 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         || {
             (
                 zstd::bulk::Decompressor::new().expect("zstd decompressor"),
-                vec![0u8; FRAME],
+                vec![0u8; frame],
             )
         },
         |(z, out), i| {
@@ -247,8 +340,8 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         || {
             (
                 bound_cipher(),
-                zstd::bulk::Compressor::new(3).expect("zstd compressor"),
-                Vec::<u8>::with_capacity(zstd::zstd_safe::compress_bound(FRAME)),
+                zstd::bulk::Compressor::new(level).expect("zstd compressor"),
+                Vec::<u8>::with_capacity(zstd::zstd_safe::compress_bound(frame)),
             )
         },
         |(c, z, out), i| {
@@ -269,8 +362,8 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
             (
                 bound_cipher(),
                 zstd::bulk::Decompressor::new().expect("zstd decompressor"),
-                vec![0u8; FRAME + 1024],
-                vec![0u8; FRAME],
+                vec![0u8; frame + 1024],
+                vec![0u8; frame],
             )
         },
         |(c, z, buf, out), i| {
@@ -289,6 +382,7 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
         },
     );
     Ok(CpuBounds {
+        coding,
         frames: items,
         bytes,
         seal,
@@ -301,60 +395,65 @@ pub fn cpu_bounds(frames: &[Vec<u8>]) -> BoxResult<CpuBounds> {
     })
 }
 
-/// Adds the CPU bounds' rows and JSON to `sec`.
+/// Adds the CPU bounds' rows and JSON (see the module doc) to `sec`;
+/// `what` names the data (and how lockbox writes it).
 pub fn report_cpu_bounds(sec: &mut Section, b: &CpuBounds, what: &str) {
+    let (fl, l) = (b.coding.frame_label(), b.coding.level);
     let on = format!(
-        "; on {} frames of 64 KiB ({}) of {what}",
+        "; on {} frames of {fl} ({}) of {what}",
         b.frames,
         fmt_bytes(b.bytes)
     );
-    let rows: [(&str, &str, Rate, String); 6] = [
-        ("seal", "bound: XChaCha20-Poly1305 seal", b.seal, on),
+    let rows: [(String, String, Rate, String); 6] = [
+        ("seal".into(), "XChaCha20-Poly1305 seal".into(), b.seal, on),
         (
-            "open",
-            "bound: XChaCha20-Poly1305 open",
+            "open".into(),
+            "XChaCha20-Poly1305 open".into(),
             b.open,
             String::new(),
         ),
         (
-            "zstd3_compress",
-            "bound: zstd-3 compress",
+            format!("zstd{l}_compress"),
+            format!("zstd-{l} compress"),
             b.zstd_c,
             format!(", ratio {:.3}", b.zstd_ratio),
         ),
         (
-            "zstd_decompress",
-            "bound: zstd decompress",
+            "zstd_decompress".into(),
+            format!("zstd-{l} decompress"),
             b.zstd_d,
             String::new(),
         ),
         (
-            "compress_seal",
-            "bound: compress+seal",
+            "compress_seal".into(),
+            format!("zstd-{l} compress+seal"),
             b.pack,
             String::new(),
         ),
         (
-            "open_decompress",
-            "bound: open+decompress",
+            "open_decompress".into(),
+            format!("open+zstd-{l} decompress"),
             b.unpack,
             String::new(),
         ),
     ];
+    let p = b.coding.key_prefix();
     for (key, step, r, extra) in rows {
         sec.row(
-            step,
+            &format!("bound: {step}, {fl} frames"),
             None,
             Some(r.all),
             None,
             format!("{}{extra}", r.detail()),
         );
-        sec.json_f(&format!("bound_{key}_1t_mib_s"), r.one);
-        sec.json_f(&format!("bound_{key}_mib_s"), r.all);
+        sec.json_f(&format!("{p}{key}_1t_mib_s"), r.one);
+        sec.json_f(&format!("{p}{key}_mib_s"), r.all);
     }
-    sec.json_u("bound_frames", b.frames as u64);
-    sec.json_u("bound_frame_bytes", b.bytes);
-    sec.json_f("bound_zstd3_ratio", b.zstd_ratio);
+    sec.json_u(&format!("{p}frames"), b.frames as u64);
+    sec.json_u(&format!("{p}frame_bytes"), b.bytes);
+    sec.json_u(&format!("{p}frame_size"), b.coding.frame as u64);
+    sec.json_f(&format!("{p}zstd_level"), f64::from(b.coding.level));
+    sec.json_f(&format!("{p}zstd{l}_ratio"), b.zstd_ratio);
     sec.json_u("bound_threads", bound_threads() as u64);
 }
 
@@ -367,189 +466,7 @@ pub fn slowest(stages: &[(String, f64)]) -> (String, f64) {
         .expect("at least one stage")
 }
 
-/// Cuts `data` into 64 KiB frames.
-pub fn frames_of(data: &[u8]) -> Vec<Vec<u8>> {
-    data.chunks(FRAME).map(|c| c.to_vec()).collect()
-}
-
-/// Runs `work` on `threads` threads, thread `t` on its share
-/// `t*n/threads..(t+1)*n/threads` of `0..n`, and times them all from one
-/// start: each thread calls `ready` once its set-up is done. Returns the
-/// wall time until the last one finishes.
-fn timed_shares<F>(threads: usize, n: usize, work: F) -> io::Result<Duration>
-where
-    F: Fn(std::ops::Range<usize>, &dyn Fn()) -> io::Result<()> + Sync,
-{
-    let barrier = std::sync::Barrier::new(threads + 1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (barrier, work) = (&barrier, &work);
-                scope.spawn(move || {
-                    work(t * n / threads..(t + 1) * n / threads, &|| {
-                        barrier.wait();
-                    })
-                })
-            })
-            .collect();
-        barrier.wait();
-        let start = Instant::now();
-        for h in handles {
-            h.join().expect("fs bound thread panicked")?;
-        }
-        Ok(start.elapsed())
-    })
-}
-
-/// Filesystem: create + write + close of `datas` at `paths` under `root`, on
-/// `threads` threads (each its own share). Directories are made first,
-/// untimed. Returns the wall time.
-pub fn fs_create_bound(
-    root: &Path,
-    paths: &[String],
-    datas: &[Vec<u8>],
-    threads: usize,
-) -> io::Result<Duration> {
-    make_parents(root, paths)?;
-    timed_shares(threads, paths.len(), |share, ready| {
-        ready();
-        for i in share {
-            let mut f = fs::File::create(root.join(&paths[i]))?;
-            f.write_all(&datas[i])?;
-        }
-        Ok(())
-    })
-}
-
-/// Filesystem: open + read + close of the files at `paths` under `root`.
-pub fn fs_read_bound(
-    root: &Path,
-    paths: &[String],
-    len: usize,
-    threads: usize,
-) -> io::Result<Duration> {
-    timed_shares(threads, paths.len(), |share, ready| {
-        let mut buf = vec![0u8; len];
-        ready();
-        for p in &paths[share] {
-            let mut f = fs::File::open(root.join(p))?;
-            f.read_exact(&mut buf)?;
-            black_box(&buf);
-        }
-        Ok(())
-    })
-}
-
-/// Filesystem: create + write + close of files of `sizes` bytes at `paths`
-/// under `root`, on `threads` threads, the bytes taken from `fill` (what a
-/// file holds does not change what the filesystem does with it, so a tree
-/// too large to hold in memory still gets a bound). Directories are made
-/// first, untimed. Returns the wall time.
-pub fn fs_create_sizes_bound(
-    root: &Path,
-    paths: &[String],
-    sizes: &[u64],
-    fill: &[u8],
-    threads: usize,
-) -> io::Result<Duration> {
-    make_parents(root, paths)?;
-    timed_shares(threads, paths.len(), |share, ready| {
-        ready();
-        for i in share {
-            let mut f = fs::File::create(root.join(&paths[i]))?;
-            let mut left = sizes[i];
-            while left > 0 {
-                let k = left.min(fill.len() as u64) as usize;
-                f.write_all(&fill[..k])?;
-                left -= k as u64;
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Filesystem: open + read to the end + close of the files at `paths` under
-/// `root` (any sizes), on `threads` threads.
-pub fn fs_read_all_bound(root: &Path, paths: &[String], threads: usize) -> io::Result<Duration> {
-    timed_shares(threads, paths.len(), |share, ready| {
-        let mut buf = Vec::new();
-        ready();
-        for p in &paths[share] {
-            buf.clear();
-            fs::File::open(root.join(p))?.read_to_end(&mut buf)?;
-            black_box(&buf);
-        }
-        Ok(())
-    })
-}
-
-/// A filesystem bound: best wall time on 1 thread and on `bound_threads()`.
-#[derive(Clone, Copy)]
-pub struct FsBound {
-    pub one: Duration,
-    pub all: Duration,
-}
-
-impl FsBound {
-    /// Best of `FS_TRIES` runs of `pass(threads, try)` on 1 thread and on
-    /// every core.
-    pub fn measure(
-        mut pass: impl FnMut(usize, usize) -> io::Result<Duration>,
-    ) -> io::Result<FsBound> {
-        let mut best = |threads: usize| -> io::Result<Duration> {
-            let mut best = Duration::MAX;
-            for k in 0..FS_TRIES {
-                best = best.min(pass(threads, k)?);
-            }
-            Ok(best)
-        };
-        let one = best(1)?;
-        let n = bound_threads();
-        let all = if n > 1 { best(n)? } else { one };
-        Ok(FsBound { one, all })
-    }
-
-    pub fn rate(self, bytes: u64) -> Rate {
-        Rate {
-            one: bytes as f64 / self.one.as_secs_f64() / MIB,
-            all: bytes as f64 / self.all.as_secs_f64() / MIB,
-        }
-    }
-
-    /// A row and its JSON (`bound_{key}_*`) for `files` files of `bytes` in all.
-    pub fn report(
-        self,
-        sec: &mut Section,
-        key: &str,
-        step: &str,
-        files: u64,
-        bytes: u64,
-        what: &str,
-    ) {
-        let fps = |d: Duration| files as f64 / d.as_secs_f64();
-        let r = self.rate(bytes);
-        let threads = bound_threads();
-        let (d, mib, f) = if r.all > r.one {
-            (self.all, r.all, fps(self.all))
-        } else {
-            (self.one, r.one, fps(self.one))
-        };
-        sec.row(
-            step,
-            Some(d),
-            Some(mib),
-            Some(f),
-            format!(
-                "{what}, best of {FS_TRIES}: 1 thread {:.0} files/s ({:.1} MiB/s), {threads} threads {:.0} files/s ({:.1} MiB/s)",
-                fps(self.one),
-                r.one,
-                fps(self.all),
-                r.all
-            ),
-        );
-        sec.json_f(&format!("bound_{key}_1t_files_s"), fps(self.one));
-        sec.json_f(&format!("bound_{key}_files_s"), fps(self.all));
-        sec.json_f(&format!("bound_{key}_1t_mib_s"), r.one);
-        sec.json_f(&format!("bound_{key}_mib_s"), r.all);
-    }
+/// Cuts `data` into frames of `coding.frame` bytes (the last may be shorter).
+pub fn frames_of(data: &[u8], coding: Coding) -> Vec<Vec<u8>> {
+    data.chunks(coding.frame).map(|c| c.to_vec()).collect()
 }

@@ -64,17 +64,22 @@
 //! followed by the `large` one, so one command covers both workloads.
 //!
 //! Bounds (always on; `small`, `large`, `tree`): what this machine can do for
-//! the same work, measured in the same run on the same data cut into 64 KiB
-//! frames (for `large` and `tree`, at most the first 32 MiB): raw
-//! XChaCha20-Poly1305 seal and open, zstd level-3 compression and
-//! decompression, and the two pipelines lockbox runs per frame (compress +
-//! seal; open + decompress), each on 1 thread and on every core (at most 8),
-//! best of 3 windows of 60 ms; and the rate at which the filesystem accepts
-//! create + write + close of the same number of files of the same sizes (for
-//! `tree`, on the disk and on tmpfs; for `small` and `tree`, also
-//! open + read + close of the source). Lockbox's add/import/extract rates are printed as
-//! a fraction of the relevant bound (the slowest stage, each stage at its
-//! best thread count: an upper bound, not a prediction).
+//! the same work, measured in the same run on the same data cut into frames
+//! of the size and zstd level lockbox writes it with (for `large` and
+//! `tree`, at most the first 32 MiB): 64 KiB at level 3 for data written
+//! under `Profile::Interactive` (`large`, `small`'s put archive), 1 MiB at
+//! level 2 for data imported under `Profile::BulkImport` (`tree`, `small`'s
+//! add_path archive; `small` measures both): raw XChaCha20-Poly1305 seal
+//! and open, zstd compression and decompression, and the two pipelines
+//! lockbox runs per frame (compress + seal; open + decompress), each on 1
+//! thread and on every core (at most 8), best of 3 windows of 60 ms; and
+//! the rate at which the filesystem accepts create + write + close of the
+//! same number of files of the same sizes (for `tree`, on the disk and on
+//! tmpfs; for `small` and `tree`, also open + read + close of the source).
+//! Lockbox's add/import/extract rates are printed as a fraction of the
+//! relevant bound (the slowest stage, each stage at its best thread count,
+//! on the coding of the archive the figure writes or reads: an upper
+//! bound, not a prediction).
 //!
 //! Peers (`LOCKBOX_PERF_PEERS=1`), in-process through the Rust crates on
 //! exactly the same data: `tar` + `zstd` streaming encoder at levels 1 and 3

@@ -19,7 +19,7 @@ use lockbox::{EntryKind, ExtractOptions, ExtractStats, Profile};
 use super::repeat_extraction;
 use crate::BoxResult;
 use crate::bounds::{
-    FS_TRIES, Rate, bound_threads, cpu_bounds, frames_of, fs_create_bound, fs_read_bound,
+    Coding, FS_TRIES, Rate, bound_threads, cpu_bounds, frames_of, fs_create_bound, fs_read_bound,
     report_cpu_bounds, slowest,
 };
 use crate::ctx::Ctx;
@@ -173,13 +173,20 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     // untimed) and to memory.
     //
     // Bounds on the same data, measured here and reported after lockbox's
-    // figures: the files end to end in 64 KiB frames (as packs hold them);
+    // figures: the files end to end (as packs hold them), cut into frames
+    // and compressed as each archive stores them: the put archive under the
+    // default profile (Interactive: 64 KiB frames, zstd level 3), the
+    // add_path archive, which both extractions read, under BulkImport
+    // (1 MiB frames, level 2);
     // the filesystem creating the same files, best of FS_TRIES passes on 1
     // thread (the first writes the import's source directory) and on every
     // core, each into a new directory (the cost of creating files can differ
     // from one directory to the next: see `Ctx::scratch`); open+read+close
     // of the source. Nothing is deleted until the end of the run.
-    let b = cpu_bounds(&frames_of(&datas.concat()))?;
+    let all = datas.concat();
+    let b_put = cpu_bounds(&frames_of(&all, Coding::INTERACTIVE), Coding::INTERACTIVE)?;
+    let b_imp = cpu_bounds(&frames_of(&all, Coding::BULK), Coding::BULK)?;
+    drop(all);
     let threads = bound_threads();
     let src = ctx.dir.join("small-source");
     let fsdir = ctx.dir.join("small-fs-bound");
@@ -383,7 +390,16 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     );
     sec.peak_rss();
 
-    report_cpu_bounds(sec, &b, "the small files end to end");
+    report_cpu_bounds(
+        sec,
+        &b_put,
+        "the small files end to end, as put stores them (Interactive)",
+    );
+    report_cpu_bounds(
+        sec,
+        &b_imp,
+        "the small files end to end, as add_path imports them (BulkImport)",
+    );
     for (key, step, d1, dn, r) in [
         ("fs_create", "bound: fs create+write+close", c1, cn, create),
         ("fs_read", "bound: fs open+read+close", r1, rn, readr),
@@ -408,25 +424,23 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         sec.json_f(&format!("bound_{key}_1t_mib_s"), r.one);
         sec.json_f(&format!("bound_{key}_mib_s"), r.all);
     }
+    // Each figure against the coding of the archive it writes or reads:
+    // put and get the put archive (Interactive), the import and both
+    // extractions the add_path archive (BulkImport).
     let rate = |d: Duration| mib_s(logical, d);
-    let (w, v) = b.pack.stage("compress+seal");
+    let (w, v) = b_put.pack_stage();
     sec.fraction("add+commit (put)", rate(add + commit), &w, v);
-    let (w, v) = slowest(&[
-        b.pack.stage("compress+seal"),
-        readr.stage("fs open+read+close"),
-    ]);
+    let (w, v) = slowest(&[b_imp.pack_stage(), readr.stage("fs open+read+close")]);
     sec.fraction("import+commit (add_path)", rate(import_total), &w, v);
-    let (w, v) = slowest(&[
-        b.unpack.stage("open+decompress"),
-        create.stage("fs create+write+close"),
-    ]);
     if let Some(d) = extract_dir {
+        let (w, v) = slowest(&[b_imp.unpack_stage(), create.stage("fs create+write+close")]);
         sec.fraction("extract to directory", rate(d), &w, v);
     }
-    let (w, v) = b.unpack.stage("open+decompress");
     if let Some(d) = extract_mem {
+        let (w, v) = b_imp.unpack_stage();
         sec.fraction("extract to memory (extract_all)", rate(d), &w, v);
     }
+    let (w, v) = b_put.unpack_stage();
     sec.fraction("read-back (get)", rate(read), &w, v);
 
     if cfg.peers {

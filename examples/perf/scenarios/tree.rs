@@ -12,9 +12,10 @@
 //!
 //! Bounds, measured in the run on the same tree: the CPU bounds of
 //! `bounds` (open + decompress, compress + seal, ...) on the tree's bytes in
-//! the order `add_path` packs them, cut into 64 KiB frames (at most the
-//! first 32 MiB); the filesystem creating files of the same paths and sizes
-//! on the disk and on tmpfs; and reading the source's files.
+//! the order `add_path` packs them, cut into the frames the import writes
+//! under `Profile::BulkImport` (`Coding::BULK`: 1 MiB at zstd level 2; at
+//! most the first 32 MiB); the filesystem creating files of the same paths
+//! and sizes on the disk and on tmpfs; and reading the source's files.
 //!
 //! Peers (`LOCKBOX_PERF_PEERS=1`): tar + zstd -1 / -3 and zip AES-256 pack
 //! the same tree (archives written to the run's directory), then extract it
@@ -31,7 +32,7 @@ use lockbox::{EntryKind, ExtractOptions, Profile};
 use super::repeat_extraction;
 use crate::BoxResult;
 use crate::bounds::{
-    BOUND_SAMPLE, CpuBounds, FsBound, Rate, cpu_bounds, frames_of, fs_create_sizes_bound,
+    BOUND_SAMPLE, Coding, CpuBounds, FsBound, Rate, cpu_bounds, frames_of, fs_create_sizes_bound,
     fs_read_all_bound, report_cpu_bounds, slowest,
 };
 use crate::ctx::Ctx;
@@ -318,31 +319,26 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
 
     let b = tree_bounds(ctx, sec, &man, shm_dir.as_deref())?;
     let rate = |d: Duration| mib_s(logical, d);
-    let (w, v) = slowest(&[
-        b.cpu.pack.stage("compress+seal"),
-        b.read.stage("fs open+read+close"),
-    ]);
+    let (w, v) = slowest(&[b.cpu.pack_stage(), b.read.stage("fs open+read+close")]);
     sec.fraction("import+commit (add_path)", rate(import_total), &w, v);
     if let Some(d) = extract_dir {
         let (w, v) = slowest(&[
-            b.cpu.unpack.stage("open+decompress"),
+            b.cpu.unpack_stage(),
             b.create_disk.stage("fs create+write+close"),
         ]);
         sec.fraction("extract to directory", rate(d), &w, v);
     }
     if let (Some(d), Some(c)) = (extract_tmpfs, b.create_tmpfs) {
-        let (w, v) = slowest(&[
-            b.cpu.unpack.stage("open+decompress"),
-            c.stage("tmpfs create+write+close"),
-        ]);
+        let (w, v) = slowest(&[b.cpu.unpack_stage(), c.stage("tmpfs create+write+close")]);
         sec.fraction("extract to tmpfs", rate(d), &w, v);
     }
     if let Some(d) = extract_mem {
         // The bound of extraction to memory is decrypt + decompress of the
-        // same bytes in the same frame size, without the archive: what is
-        // left between lockbox and it is lockbox's own work (TOC walk,
-        // frame lookup, copying each file out of its frame, the callback).
-        let (w, v) = b.cpu.unpack.stage("open+decompress");
+        // same bytes cut and compressed as the import wrote them (1 MiB
+        // frames at zstd level 2), without the archive: what is left
+        // between lockbox and it is lockbox's own work (TOC walk, frame
+        // lookup, copying each file out of its frame, the callback).
+        let (w, v) = b.cpu.unpack_stage();
         sec.fraction("extract to memory (extract_all)", rate(d), &w, v);
     }
 
@@ -406,9 +402,10 @@ fn tree_bounds(
     // CPU: why not time the archive's own frames? They are sealed inside
     // the archive and not reachable through the public API; the same bytes,
     // in the order add_path packs them (depth-first, name order), cut into
-    // frames of lockbox's size (64 KiB) and run through the same zstd level
-    // (3) and cipher, do the same work without the archive logic. These are
-    // rates, so a sample (the first 32 MiB) is enough for a large tree.
+    // the frames the import writes under BulkImport (1 MiB) and run through
+    // the same zstd level (2) and cipher, do the same work without the
+    // archive logic. These are rates, so a sample (the first 32 MiB) is
+    // enough for a large tree.
     let mut sample = Vec::new();
     for p in &paths {
         if sample.len() as u64 >= BOUND_SAMPLE {
@@ -417,9 +414,14 @@ fn tree_bounds(
         fs::File::open(man.root.join(p))?.read_to_end(&mut sample)?;
     }
     sample.truncate(BOUND_SAMPLE as usize);
-    let cpu = cpu_bounds(&frames_of(&sample))?;
+    let coding = Coding::BULK;
+    let cpu = cpu_bounds(&frames_of(&sample, coding), coding)?;
     drop(sample);
-    report_cpu_bounds(sec, &cpu, "the tree's files end to end");
+    report_cpu_bounds(
+        sec,
+        &cpu,
+        "the tree's files end to end, as add_path imports them (BulkImport)",
+    );
 
     // Filesystem: the same paths and sizes created in new directories (the
     // bytes do not matter to the filesystem, only how many), on the disk
