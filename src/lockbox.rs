@@ -502,8 +502,15 @@ impl Lockbox {
     pub(crate) fn write_closed_packs(&mut self, n: usize) -> Result<()> {
         let mut packs = self.pack.take_closed(n);
         let mut r = Ok(());
+        // Packs whose members moved when dead ones were dropped.
+        let mut moved = std::collections::HashSet::new();
         for p in &mut packs {
-            r = r.and_then(|()| self.drop_dead_members(p));
+            r = r.and_then(|()| {
+                if self.drop_dead_members(p)? {
+                    moved.insert(p.id);
+                }
+                Ok(())
+            });
         }
         packs.retain(|p| !p.buf.is_empty());
         if packs.is_empty() {
@@ -528,6 +535,9 @@ impl Lockbox {
         };
         for (p, ptr) in packs.into_iter().zip(ptrs) {
             self.session_packs.push(ptr);
+            if !moved.contains(&p.id) {
+                self.dedup.pack_written(p.id, ptr);
+            }
             for (m, _, _) in p.members {
                 if let Some(c) = self.content_mut(&m)
                     && let Content::Pending { pack_id, offset } = *c
@@ -541,8 +551,9 @@ impl Lockbox {
     }
 
     /// Keeps only the bytes of `p`'s members that still point into it:
-    /// one lookup per member, and a copy only if some died.
-    fn drop_dead_members(&mut self, p: &mut Pack) -> Result<()> {
+    /// one lookup per member, and a copy only if some died. Returns
+    /// whether the bytes moved.
+    fn drop_dead_members(&mut self, p: &mut Pack) -> Result<bool> {
         let id = p.id;
         let mut live = std::mem::take(&mut p.members);
         live.retain(|(m, off, _)| {
@@ -562,7 +573,8 @@ impl Lockbox {
                 last = Some(*off);
             }
         }
-        if live_bytes < p.buf.len() as u64 {
+        let moved = live_bytes < p.buf.len() as u64;
+        if moved {
             // New bytes: a compression started on the old ones is dropped.
             p.compressing = None;
             let old = std::mem::take(&mut p.buf);
@@ -593,7 +605,7 @@ impl Lockbox {
             p.buf = Arc::new(buf);
         }
         p.members = live;
-        Ok(())
+        Ok(moved)
     }
 
     /// Whether anything is staged.

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 
 use crate::btree;
 use crate::crypto::seal::Kind;
+use crate::data::dedup::Noted;
 use crate::data::frames::{FrameWriter, fill};
 use crate::data::pack::Member;
 use crate::data::read;
@@ -150,8 +151,14 @@ impl Lockbox {
             if !self.pack.fits(data.len()) {
                 self.close_pack()?;
             }
-            self.dedup.note(hash, member.clone());
-            let (pack_id, offset) = self.pack.add(member, data);
+            let (pack_id, offset) = self.pack.add(member.clone(), data);
+            let noted = Noted {
+                member,
+                pack_id,
+                offset,
+                len: data.len() as u32,
+            };
+            self.dedup.note(hash, noted);
             Ok(Content::Pending { pack_id, offset })
         } else {
             let mut w = FrameWriter::new(frame as u32, self.next_gen());
@@ -164,8 +171,8 @@ impl Lockbox {
     }
 
     /// The locator of an identical content staged earlier in this session
-    /// whose pack is still in memory (see `data::dedup`), its bytes
-    /// compared, with `member` noted as one more user of that pack; `None`
+    /// and still where it was noted (see `data::dedup`), with `member`
+    /// noted as one more user of its pack while that is in memory; `None`
     /// if there is none.
     fn shared_copy(
         &mut self,
@@ -173,29 +180,47 @@ impl Lockbox {
         member: &Member,
         data: &[u8],
     ) -> Result<Option<Content>> {
-        let Some(first) = self.dedup.first(hash) else {
+        let Some(n) = self.dedup.first(hash) else {
             return Ok(None);
         };
         let len = data.len();
-        let found = self.staged_content(first);
-        // Only a copy whose pack is still in memory is shared: a written
-        // one would have to be decoded (up to 1 MiB) to compare, which
-        // costs more than storing the copy (measured: the import of a
-        // 46k-file tree took twice as long).
-        let Some((&Content::Pending { pack_id, offset }, first_len)) = found else {
-            return Ok(None);
-        };
-        let same = self
-            .pack
-            .buf(pack_id)
-            .and_then(|b| b.get(offset as usize..)?.get(..len))
-            == Some(data);
-        if first_len != len as u64 || !same {
+        if n.len as usize != len {
             return Ok(None);
         }
-        self.pack
-            .add_member(pack_id, member.clone(), offset, len as u32);
-        Ok(Some(Content::Pending { pack_id, offset }))
+        let (pack_id, offset) = (n.pack_id, n.offset);
+        match self.staged_content(&n.member) {
+            Some((
+                &Content::Pending {
+                    pack_id: p,
+                    offset: o,
+                },
+                l,
+            )) if p == pack_id && o == offset && l == len as u64 => {
+                let same = self
+                    .pack
+                    .buf(pack_id)
+                    .and_then(|b| b.get(offset as usize..)?.get(..len))
+                    == Some(data);
+                if !same {
+                    return Ok(None);
+                }
+                self.pack
+                    .add_member(pack_id, member.clone(), offset, len as u32);
+                Ok(Some(Content::Pending { pack_id, offset }))
+            }
+            Some((&Content::Packed { frame, offset: o }, l))
+                if o == offset
+                    && l == len as u64
+                    && self
+                        .dedup
+                        .frame_of(pack_id)
+                        .is_some_and(|f| f.offset == frame.offset && f.tag == frame.tag) =>
+            {
+                // Written: the keyed hash is trusted (`data::dedup`).
+                Ok(Some(Content::Packed { frame, offset }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Streams `r` into storage with memory bounded by one batch of frames.

@@ -169,3 +169,113 @@ fn imported_duplicates_are_stored_once_and_extracted_to_every_path() {
         );
     }
 }
+
+/// Copies staged after the first copy's pack was written (in the same
+/// session) share its bytes too; the originals can go and the copies
+/// stay; a first copy replaced since, or whose pack lost members before
+/// it was written, is never taken for the content it had.
+#[test]
+fn duplicates_of_written_packs_are_shared_and_stay_correct() {
+    let build = |dups: bool| {
+        let mut lb = Lockbox::builder()
+            .create_in_memory(Key::raw([6; 32]))
+            .unwrap();
+        for i in 0..100 {
+            lb.put(&format!("first/{i:03}"), &content(i, b"FIRST-COPY-00000"))
+                .unwrap();
+        }
+        // 8 MiB of other files: the first copies' packs are written.
+        for i in 0..2000 {
+            lb.put(&format!("fill/{i}"), &random_bytes(5000 + i, 4096))
+                .unwrap();
+        }
+        for i in 0..100 {
+            let seed = if dups { i } else { 10_000 + i };
+            lb.put(
+                &format!("second/{i:03}"),
+                &content(seed, b"FIRST-COPY-00000"),
+            )
+            .unwrap();
+        }
+        lb.commit().unwrap();
+        lb.verify().unwrap();
+        lb
+    };
+    let shared = build(true);
+    let distinct = build(false);
+    let (a, b) = (
+        shared.image().unwrap().len(),
+        distinct.image().unwrap().len(),
+    );
+    assert!(
+        a + 700 * 1024 < b,
+        "100 written-pack duplicates of 8 KiB: {a} bytes vs {b} with distinct contents"
+    );
+    let mut lb = shared;
+    for i in 0..100 {
+        let want = content(i, b"FIRST-COPY-00000");
+        assert!(
+            lb.get(&format!("second/{i:03}")).unwrap() == want,
+            "second/{i:03}"
+        );
+        lb.delete(&format!("first/{i:03}")).unwrap();
+    }
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    for i in 0..100 {
+        let want = content(i, b"FIRST-COPY-00000");
+        assert!(
+            lb.get(&format!("second/{i:03}")).unwrap() == want,
+            "second/{i:03}"
+        );
+    }
+
+    // Staleness: "a" holds x, its pack is written, "a" becomes y (same
+    // length): "b" with x must get x.
+    let x = content(70, b"XXXXXXXXXXXXXXXX");
+    let y = content(71, b"YYYYYYYYYYYYYYYY");
+    lb.put("a", &x).unwrap();
+    for i in 0..2000 {
+        lb.put(&format!("fill2/{i}"), &random_bytes(9000 + i, 4096))
+            .unwrap();
+    }
+    lb.put("a", &y).unwrap();
+    lb.put("b", &x).unwrap();
+    // A pack that loses a member before it is written moves the others:
+    // "c" (z) is noted, "dead" dies in the same pack, the pack is written
+    // rewritten; "d" with z must still read z.
+    let z = content(72, b"ZZZZZZZZZZZZZZZZ");
+    lb.put("dead", &random_bytes(73, 8192)).unwrap();
+    lb.put("c", &z).unwrap();
+    lb.delete("dead").unwrap();
+    for i in 0..2000 {
+        lb.put(&format!("fill3/{i}"), &random_bytes(19_000 + i, 4096))
+            .unwrap();
+    }
+    lb.put("d", &z).unwrap();
+    // The trap that rewrite sets: "m" holds v, then w (same length) in the
+    // same open pack; the rewrite drops v and moves w to v's offset, so
+    // "m" points at the noted place again, with other bytes: "n" with v
+    // must get v.
+    let v = content(74, b"VVVVVVVVVVVVVVVV");
+    let w = content(75, b"WWWWWWWWWWWWWWWW");
+    lb.put("m", &v).unwrap();
+    lb.put("m", &w).unwrap();
+    for i in 0..2000 {
+        lb.put(&format!("fill4/{i}"), &random_bytes(29_000 + i, 4096))
+            .unwrap();
+    }
+    lb.put("n", &v).unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    for (p, want) in [
+        ("a", &y),
+        ("b", &x),
+        ("c", &z),
+        ("d", &z),
+        ("m", &w),
+        ("n", &v),
+    ] {
+        assert!(&lb.get(p).unwrap() == want, "{p} reads other bytes");
+    }
+}

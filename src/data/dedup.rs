@@ -2,26 +2,28 @@
 //!
 //! Every content small enough to be packed is hashed with a keyed BLAKE3
 //! (a random key per handle, never stored) when it is staged (by the
-//! import's workers, or inline by `put`). A content whose hash matches one
-//! staged earlier in the same session (since the last commit or rollback)
-//! whose pack is still in memory (the open pack and the queue of full
-//! ones: up to 17 packs, 17 MiB under `BulkImport`) gets the same locator:
-//! the same bytes of the same pack. Sharing packed bytes needs no
-//! reference counts: the pack-reference tree names every member of a
-//! frame, a frame is freed only when none is left, and a repack copies
-//! each live member's bytes, so a deleted duplicate never takes the
-//! others' bytes with it (`space.rs`, `relocate.rs`).
+//! import's I/O threads, or inline by `put`). A content whose hash matches
+//! one staged earlier in the same session (since the last commit or
+//! rollback) gets the same locator: the same bytes of the same pack.
+//! Sharing packed bytes needs no reference counts: the pack-reference tree
+//! names every member of a frame, a frame is freed only when none is left,
+//! and a repack copies each live member's bytes, so a deleted duplicate
+//! never takes the others' bytes with it (`space.rs`, `relocate.rs`).
 //!
-//! A hash match is never trusted alone: the bytes are compared in memory
-//! before the locator is reused, so a collision, however unlikely, costs
-//! nothing but a missed share.
+//! The first copy is shared only while it is provably still where it was
+//! noted: its member must still point at the noted pack and offset (a
+//! replaced or deleted member points elsewhere or nowhere; pack ids are
+//! never reused), or, once that pack is written, at the frame it became
+//! at the same offset (a pack rewritten without dead members before its
+//! write moves offsets: it is not remembered, so such copies are not
+//! shared). While the pack is in memory the bytes are compared as well;
+//! once it is written the keyed hash is trusted (BLAKE3-256 under a key
+//! no one else knows: a collision takes about 2^128 work and cannot be
+//! aimed), rather than decoding a frame of up to 1 MiB per match (which
+//! doubled the import time of a 46k-file tree).
 //!
-//! Not covered yet: duplicates of contents whose pack was written already
-//! (comparing them means decoding a frame of up to 1 MiB per match, which
-//! doubled the import time of a 46k-file tree; trusting the keyed hash
-//! instead needs the staleness of an entry tracked through pack
-//! compaction), contents stored in earlier commits (a persisted index of
-//! hashes, removed with their frames so no hash of deleted content
+//! Not covered yet: contents stored in earlier commits (a persisted index
+//! of hashes, removed with their frames so no hash of deleted content
 //! outlives it) and framed (large) files (their frames are freed with
 //! their record, so sharing them needs reference counts).
 
@@ -30,10 +32,22 @@ use std::collections::HashMap;
 use crate::crypto::seal::fill_random;
 use crate::data::pack::Member;
 use crate::error::Result;
+use crate::format::ptr::Ptr;
+
+/// Where a content was first stored: by `member`, at `offset` of pack
+/// `pack_id`, `len` bytes.
+pub struct Noted {
+    pub member: Member,
+    pub pack_id: u64,
+    pub offset: u32,
+    pub len: u32,
+}
 
 pub struct Dedup {
     key: [u8; 32],
-    first: HashMap<[u8; 32], Member>,
+    first: HashMap<[u8; 32], Noted>,
+    /// Packs of this session written unchanged, by id: their frame.
+    written: HashMap<u64, Ptr>,
 }
 
 impl Dedup {
@@ -43,6 +57,7 @@ impl Dedup {
         Ok(Dedup {
             key,
             first: HashMap::new(),
+            written: HashMap::new(),
         })
     }
 
@@ -56,20 +71,32 @@ impl Dedup {
         &self.key
     }
 
-    /// The member that first stored content of this hash, if any.
-    pub fn first(&self, hash: &[u8; 32]) -> Option<&Member> {
+    /// Where content of this hash was first stored, if anywhere.
+    pub fn first(&self, hash: &[u8; 32]) -> Option<&Noted> {
         self.first.get(hash)
     }
 
-    /// Notes that `member` stored content of this hash (the latest copy
-    /// is the one most likely still in memory).
-    pub fn note(&mut self, hash: [u8; 32], member: Member) {
-        self.first.insert(hash, member);
+    /// Notes where content of this hash was stored (the latest copy wins:
+    /// it is the one most likely still where it was put).
+    pub fn note(&mut self, hash: [u8; 32], noted: Noted) {
+        self.first.insert(hash, noted);
+    }
+
+    /// Notes that pack `pack_id` was written as `frame` with its members
+    /// at the offsets they had in memory.
+    pub fn pack_written(&mut self, pack_id: u64, frame: Ptr) {
+        self.written.insert(pack_id, frame);
+    }
+
+    /// The frame pack `pack_id` was written as, unchanged, if it was.
+    pub fn frame_of(&self, pack_id: u64) -> Option<&Ptr> {
+        self.written.get(&pack_id)
     }
 
     /// Forgets the session (after a commit or a rollback).
     pub fn clear(&mut self) {
         self.first.clear();
+        self.written.clear();
     }
 }
 

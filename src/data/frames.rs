@@ -65,8 +65,8 @@ impl FrameWriter {
 
     /// Streams `first` (a whole frame) and the rest of `r` as frames: each
     /// frame starts compressing on the workers as soon as it is read, while
-    /// this thread reads the next; finished frames at the front are sealed
-    /// and written in order. At most `STREAM_AHEAD` bytes are in flight.
+    /// this thread reads the next; once `STREAM_AHEAD` bytes are in flight
+    /// the older half is sealed and written, in order.
     /// Returns the bytes streamed.
     pub fn write_stream(
         &mut self,
@@ -86,16 +86,13 @@ impl FrameWriter {
             total += len as u64;
             let chunk = Arc::new(next);
             queue.push_back((store.start_frame(chunk.clone()), chunk));
-            let ready = queue
-                .iter()
-                .take_while(|(c, _)| c.as_ref().is_some_and(Compressing::is_done))
-                .count();
-            let n = match queue.front() {
-                // Not started (a handle used on a worker thread): compressed
-                // a full queue at a time, in parallel.
-                Some((None, _)) if queue.len() >= ahead => queue.len(),
-                _ if queue.len() >= ahead => ready.max(1),
-                _ => ready,
+            // Half the queue at a time once it is full: the writes do not
+            // depend on timing (crash tests replay them op by op), and the
+            // other half keeps compressing meanwhile.
+            let n = if queue.len() >= ahead {
+                (ahead / 2).max(1)
+            } else {
+                0
             };
             if n > 0 {
                 self.write_queued(store, queue.drain(..n).collect(), &mut spare)?;

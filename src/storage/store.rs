@@ -81,11 +81,6 @@ pub struct Store {
 pub struct Compressing(Arc<(Mutex<Option<Result<Prepared>>>, Condvar)>);
 
 impl Compressing {
-    /// Whether the compression has finished.
-    pub fn is_done(&self) -> bool {
-        self.0.0.lock().unwrap_or_else(|e| e.into_inner()).is_some()
-    }
-
     /// Waits for the compression to finish and takes its result. On a
     /// worker thread (a handle moved into the pool after it started the
     /// work) it runs queued work instead of blocking, so the job it waits
