@@ -151,9 +151,8 @@ impl Lockbox {
             if !self.pack.fits(data.len()) {
                 self.close_pack()?;
             }
-            let (pack_id, offset) = self.pack.add(member.clone(), data);
+            let (pack_id, offset) = self.pack.add(member, data);
             let noted = Noted {
-                member,
                 pack_id,
                 offset,
                 len: data.len() as u32,
@@ -171,56 +170,38 @@ impl Lockbox {
     }
 
     /// The locator of an identical content staged earlier in this session
-    /// and still where it was noted (see `data::dedup`), with `member`
-    /// noted as one more user of its pack while that is in memory; `None`
-    /// if there is none.
+    /// (see `data::dedup`), with `member` noted as one more user of its
+    /// pack while that is in memory; `None` if there is none.
     fn shared_copy(
         &mut self,
         hash: &[u8; 32],
         member: &Member,
         data: &[u8],
     ) -> Result<Option<Content>> {
-        let Some(n) = self.dedup.first(hash) else {
+        let Some(&Noted {
+            pack_id,
+            offset,
+            len,
+        }) = self.dedup.first(hash)
+        else {
             return Ok(None);
         };
-        let len = data.len();
-        if n.len as usize != len {
+        if len as usize != data.len() {
             return Ok(None);
         }
-        let (pack_id, offset) = (n.pack_id, n.offset);
-        match self.staged_content(&n.member) {
-            Some((
-                &Content::Pending {
-                    pack_id: p,
-                    offset: o,
-                },
-                l,
-            )) if p == pack_id && o == offset && l == len as u64 => {
-                let same = self
-                    .pack
-                    .buf(pack_id)
-                    .and_then(|b| b.get(offset as usize..)?.get(..len))
-                    == Some(data);
-                if !same {
-                    return Ok(None);
-                }
-                self.pack
-                    .add_member(pack_id, member.clone(), offset, len as u32);
-                Ok(Some(Content::Pending { pack_id, offset }))
+        if let Some(buf) = self.pack.buf(pack_id) {
+            let same = buf.get(offset as usize..).and_then(|b| b.get(..data.len())) == Some(data);
+            if !same {
+                return Ok(None);
             }
-            Some((&Content::Packed { frame, offset: o }, l))
-                if o == offset
-                    && l == len as u64
-                    && self
-                        .dedup
-                        .frame_of(pack_id)
-                        .is_some_and(|f| f.offset == frame.offset && f.tag == frame.tag) =>
-            {
-                // Written: the keyed hash is trusted (`data::dedup`).
-                Ok(Some(Content::Packed { frame, offset }))
-            }
-            _ => Ok(None),
+            self.pack.add_member(pack_id, member.clone(), offset, len);
+            return Ok(Some(Content::Pending { pack_id, offset }));
         }
+        // Written unchanged: the keyed hash is trusted (`data::dedup`).
+        Ok(self
+            .dedup
+            .frame_of(pack_id)
+            .map(|&frame| Content::Packed { frame, offset }))
     }
 
     /// Streams `r` into storage with memory bounded by one batch of frames.

@@ -97,7 +97,7 @@ fn duplicates_in_one_commit_are_stored_once_and_survive_partial_deletes() {
 }
 
 #[test]
-fn a_replaced_first_copy_is_never_shared() {
+fn a_replaced_first_copy_never_lends_other_bytes() {
     let mut lb = Lockbox::builder()
         .create_in_memory(Key::raw([4; 32]))
         .unwrap();
@@ -173,7 +173,8 @@ fn imported_duplicates_are_stored_once_and_extracted_to_every_path() {
 /// Copies staged after the first copy's pack was written (in the same
 /// session) share its bytes too; the originals can go and the copies
 /// stay; a first copy replaced since, or whose pack lost members before
-/// it was written, is never taken for the content it had.
+/// it was written (moving the others), never makes a copy read other
+/// bytes.
 #[test]
 fn duplicates_of_written_packs_are_shared_and_stay_correct() {
     let build = |dups: bool| {

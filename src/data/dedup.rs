@@ -10,17 +10,17 @@
 //! and a repack copies each live member's bytes, so a deleted duplicate
 //! never takes the others' bytes with it (`space.rs`, `relocate.rs`).
 //!
-//! The first copy is shared only while it is provably still where it was
-//! noted: its member must still point at the noted pack and offset (a
-//! replaced or deleted member points elsewhere or nowhere; pack ids are
-//! never reused), or, once that pack is written, at the frame it became
-//! at the same offset (a pack rewritten without dead members before its
-//! write moves offsets: it is not remembered, so such copies are not
-//! shared). While the pack is in memory the bytes are compared as well;
-//! once it is written the keyed hash is trusted (BLAKE3-256 under a key
-//! no one else knows: a collision takes about 2^128 work and cannot be
-//! aimed), rather than decoding a frame of up to 1 MiB per match (which
-//! doubled the import time of a 46k-file tree).
+//! A copy needs no owner to be shared, only its bytes where they were
+//! put: while that pack is in memory the bytes there are compared (they
+//! may belong to a member deleted since: sharing identical bytes is still
+//! right, and the new member keeps them alive). Once the pack is written,
+//! the frame it became holds at the noted offset exactly the bytes that
+//! were noted, unless the pack was rewritten without its dead members
+//! before its write (offsets moved): such packs are not remembered. There
+//! the keyed hash is trusted (BLAKE3-256 under a key no one else knows: a
+//! collision takes about 2^128 work and cannot be aimed), rather than
+//! decoding a frame of up to 1 MiB per match (which doubled the import
+//! time of a 46k-file tree).
 //!
 //! Not covered yet: contents stored in earlier commits (a persisted index
 //! of hashes, removed with their frames so no hash of deleted content
@@ -30,14 +30,13 @@
 use std::collections::HashMap;
 
 use crate::crypto::seal::fill_random;
-use crate::data::pack::Member;
 use crate::error::Result;
 use crate::format::ptr::Ptr;
 
-/// Where a content was first stored: by `member`, at `offset` of pack
-/// `pack_id`, `len` bytes.
+/// Where a content was stored: at `offset` of pack `pack_id`, `len`
+/// bytes.
+#[derive(Clone, Copy)]
 pub struct Noted {
-    pub member: Member,
     pub pack_id: u64,
     pub offset: u32,
     pub len: u32,

@@ -77,7 +77,16 @@ fn some_path(rng: &mut XorShift, st: &State) -> String {
     }
 }
 
+/// Contents that recur (seed, length), all long enough to be packed: one
+/// put in four stores one of them, so duplicates (and their sharing, see
+/// `data::dedup`) meet deletes, renames, rollbacks and commits.
+const RECURRING: [(u64, usize); 4] = [(1, 300), (2, 700), (3, 2900), (4, 200)];
+
 fn random_data(rng: &mut XorShift) -> Vec<u8> {
+    if rng.chance(1, 4) {
+        let (seed, len) = *rng.pick(&RECURRING);
+        return content(seed, len);
+    }
     let len = match rng.below(100) {
         0..=79 => rng.below(64) as usize,
         80..=97 => rng.range(64, 3000),
