@@ -1,47 +1,102 @@
 //! `extract_all`: the whole tree (or a prefix) handed to a callback, in
 //! order, without touching the filesystem.
 //!
-//! Entries are taken in chunks of at most 16 frames (8 MiB) of data. The
-//! frames a chunk uses (its packed frames, and every frame of its files up
-//! to 4 MiB) are decoded together on the worker threads, once each, while
-//! the caller's thread hands the previous chunk to the callback: decoding
-//! and the callback's work overlap. A small file is handed over as a slice
-//! of its decoded frame.
+//! A continuous pipeline. The caller's thread plans the entries ahead of
+//! the one it delivers and starts decoding the frames they need on the
+//! worker threads, up to 8 MiB or 16 frames ahead: each packed frame
+//! once however many members follow, every frame of files up to 4 MiB.
+//! It hands each entry to the callback as soon as its frames are decoded
+//! and drops a frame when the last planned entry that needs it has been
+//! delivered. There is no barrier between batches, so the workers always
+//! have frames to decode while the callback runs. A small file is handed
+//! over as a slice of its decoded frame.
 
-use std::collections::HashSet;
-use std::iter::Peekable;
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::sync::Arc;
 use std::time::Instant;
-
-use rayon::prelude::*;
 
 use crate::data::frames::frame_of;
 use crate::error::{Error, Result};
-use crate::extract::{CHUNK, ExtractStats, limit};
+use crate::extract::{ExtractStats, limit};
 use crate::format::entry::{Content, EntryKind, Record};
 use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
+use crate::par::Slot;
 use crate::toc::{Entry, entry};
 
-/// Frames decoded ahead together, and their bytes at most (plus one frame
-/// or file): enough for every core, bounded memory.
+/// Frames decoding or decoded ahead of the entry being delivered, and
+/// their bytes at most (plus one file's): enough for every core, bounded
+/// memory.
 const AHEAD_FRAMES: usize = 16;
 const AHEAD_BYTES: u64 = 8 << 20;
-/// Files up to this size have all their frames decoded ahead.
+/// Files up to this size have all their frames decoded ahead; larger
+/// ones are read when their turn comes (`read_at` decodes in parallel).
 const AHEAD_FILE: u64 = 4 << 20;
 
-/// Which decoded frames hold each entry's bytes: per entry of a chunk, a
-/// range of `order` (`None`: nothing to decode ahead), which lists indexes
-/// of the decoded frames in the order of the entry's bytes.
-struct Plan {
-    per_entry: Vec<Option<std::ops::Range<usize>>>,
-    order: Vec<usize>,
+/// A frame decoding on the workers, and how many planned entries still
+/// need it.
+struct Decoding {
+    slot: Arc<Slot<Result<Vec<u8>>>>,
+    ptr: Ptr,
+    users: usize,
 }
 
-/// A chunk of entries with its plan and decoded frames.
-struct Ready {
-    chunk: Vec<(String, Record)>,
-    plan: Plan,
-    frames: Vec<Vec<u8>>,
+/// An entry waiting for delivery, with the (global) indexes of the frames
+/// holding its bytes, in order.
+struct Planned {
+    rel: String,
+    rec: Record,
+    frames: Range<usize>,
+}
+
+/// The frames in flight: a window of consecutive global indexes.
+struct Window {
+    frames: VecDeque<Decoding>,
+    /// Global index of `frames[0]`.
+    base: usize,
+    bytes: u64,
+    /// Packed frames in the window, by (offset, tag): decoded once.
+    packs: HashMap<(u64, [u8; 16]), usize>,
+}
+
+impl Window {
+    fn get(&self, i: usize) -> Result<&Decoding> {
+        i.checked_sub(self.base)
+            .and_then(|k| self.frames.get(k))
+            .ok_or_else(|| Error::corrupt("internal: frame left the window", 0))
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= AHEAD_BYTES || self.frames.len() >= AHEAD_FRAMES
+    }
+
+    /// Drops the frames at the front that no planned entry needs.
+    fn release(&mut self) {
+        while self.frames.front().is_some_and(|d| d.users == 0) {
+            if let Some(d) = self.frames.pop_front() {
+                self.bytes -= d.ptr.raw_len as u64;
+                let key = (d.ptr.offset, d.ptr.tag);
+                if self.packs.get(&key) == Some(&self.base) {
+                    self.packs.remove(&key);
+                }
+            }
+            self.base += 1;
+        }
+    }
+}
+
+/// Runs `f` on a decoded frame's bytes, or returns its decoding error.
+fn with_bytes<R>(d: &Decoding, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
+    match d.slot.with(|r| r.as_ref().ok().map(|b| f(b))) {
+        Some(Some(r)) => r,
+        Some(None) => Err(d
+            .slot
+            .take()
+            .and_then(|r| r.err())
+            .unwrap_or_else(|| Error::corrupt("internal: frame not decoded", 0))),
+        None => Err(Error::corrupt("internal: frame taken", 0)),
+    }
 }
 
 impl Lockbox {
@@ -57,199 +112,163 @@ impl Lockbox {
         let started = Instant::now();
         let mut stats = ExtractStats::default();
         let mut buf = Vec::new();
-        let mut entries = self.extraction_list(prefix)?.peekable();
-        let mut ready: Option<Ready> = None;
-        loop {
-            let chunk = next_chunk(&mut entries)?;
-            let (plan, ptrs) = self.plan_chunk(&chunk)?;
-            let mut decoded = None;
-            // Decode this chunk on the workers while the previous one goes
-            // to the callback on this thread.
-            let delivered = rayon::in_place_scope(|s| {
-                s.spawn(|_| decoded = Some(self.decode_frames(&ptrs)));
-                match ready.take() {
-                    Some(r) => self.deliver(r, &mut f, &mut stats, &mut buf),
-                    None => Ok(()),
+        let mut entries = self.extraction_list(prefix)?;
+        let mut w = Window {
+            frames: VecDeque::new(),
+            base: 0,
+            bytes: 0,
+            packs: HashMap::new(),
+        };
+        let mut planned: VecDeque<Planned> = VecDeque::new();
+        rayon::in_place_scope(|s| -> Result<()> {
+            let mut more = true;
+            loop {
+                // Plan ahead while the window has room (and at least the
+                // entry to deliver next).
+                while more && (planned.is_empty() || !w.full()) {
+                    let Some(item) = entries.next() else {
+                        more = false;
+                        break;
+                    };
+                    let (rel, rec) = item?;
+                    let start = w.base + w.frames.len();
+                    let mut first = None;
+                    for ptr in self.frames_ahead(&rec)? {
+                        let key = (ptr.offset, ptr.tag);
+                        let packed = matches!(rec.content, Content::Packed { .. });
+                        if let Some(&i) = w.packs.get(&key).filter(|_| packed) {
+                            w.frames[i - w.base].users += 1;
+                            first = Some(i);
+                            continue;
+                        }
+                        let slot = Arc::new(Slot::default());
+                        let job = slot.clone();
+                        s.spawn(move |_| job.fill(self.store.frame_owned(&ptr)));
+                        if packed {
+                            w.packs.insert(key, w.base + w.frames.len());
+                        }
+                        w.bytes += ptr.raw_len as u64;
+                        w.frames.push_back(Decoding {
+                            slot,
+                            ptr,
+                            users: 1,
+                        });
+                    }
+                    let frames = match first {
+                        Some(i) => i..i + 1,
+                        None => start..w.base + w.frames.len(),
+                    };
+                    planned.push_back(Planned { rel, rec, frames });
                 }
-            });
-            delivered?;
-            let frames =
-                decoded.ok_or_else(|| Error::corrupt("internal: frames not decoded", 0))??;
-            if chunk.is_empty() {
-                break;
+                let Some(p) = planned.pop_front() else {
+                    return Ok(());
+                };
+                let frames = p.frames.clone();
+                self.deliver(p, &w, &mut f, &mut stats, &mut buf)?;
+                for i in frames {
+                    if let Some(d) = i.checked_sub(w.base).and_then(|k| w.frames.get_mut(k)) {
+                        d.users = d.users.saturating_sub(1);
+                    }
+                }
+                w.release();
             }
-            ready = Some(Ready {
-                chunk,
-                plan,
-                frames,
-            });
-        }
+        })?;
         stats.duration = started.elapsed();
         Ok(stats)
     }
 
-    /// The frames a chunk's files need, each once, and per entry which.
-    fn plan_chunk(&self, chunk: &[(String, Record)]) -> Result<(Plan, Vec<Ptr>)> {
-        let mut ptrs: Vec<Ptr> = Vec::new();
-        let mut slot: std::collections::HashMap<(u64, [u8; 16]), usize> =
-            std::collections::HashMap::new();
-        let mut add = |p: Ptr| {
-            *slot.entry((p.offset, p.tag)).or_insert_with(|| {
-                ptrs.push(p);
-                ptrs.len() - 1
-            })
-        };
-        let mut plan = Plan {
-            per_entry: Vec::with_capacity(chunk.len()),
-            order: Vec::with_capacity(chunk.len()),
-        };
-        for (_, rec) in chunk {
-            let start = plan.order.len();
-            match &rec.content {
-                _ if rec.kind != EntryKind::File => {}
-                Content::Packed { frame, .. } => plan.order.push(add(*frame)),
-                Content::Frames {
-                    frame_size,
-                    depth,
-                    root,
-                } if rec.len <= AHEAD_FILE => {
-                    let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
-                    let fs = *frame_size as u64;
-                    for i in 0..n {
-                        let layout = (rec.len, fs, n);
-                        plan.order
-                            .push(add(frame_of(&self.store, (*depth, root), layout, i)?));
-                    }
-                }
-                _ => {}
+    /// The frames decoded ahead for `rec`: its packed frame, or every
+    /// frame of a file up to `AHEAD_FILE`; none otherwise.
+    fn frames_ahead(&self, rec: &Record) -> Result<Vec<Ptr>> {
+        Ok(match &rec.content {
+            _ if rec.kind != EntryKind::File => Vec::new(),
+            Content::Packed { frame, .. } => vec![*frame],
+            Content::Frames {
+                frame_size,
+                depth,
+                root,
+            } if rec.len <= AHEAD_FILE => {
+                let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
+                let layout = (rec.len, *frame_size as u64, n);
+                (0..n)
+                    .map(|i| frame_of(&self.store, (*depth, root), layout, i))
+                    .collect::<Result<_>>()?
             }
-            let end = plan.order.len();
-            plan.per_entry.push((end > start).then_some(start..end));
-        }
-        Ok((plan, ptrs))
+            _ => Vec::new(),
+        })
     }
 
-    /// Decodes `ptrs` on the worker threads.
-    fn decode_frames(&self, ptrs: &[Ptr]) -> Result<Vec<Vec<u8>>> {
-        ptrs.par_iter()
-            .with_max_len(1)
-            .map(|p| self.store.frame_owned(p))
-            .collect()
-    }
-
-    /// Hands a decoded chunk's entries to `f`, in order.
+    /// Hands one planned entry to `f`, its frames taken from `w`.
     fn deliver(
         &self,
-        r: Ready,
+        p: Planned,
+        w: &Window,
         f: &mut impl FnMut(&Entry, &[u8]) -> Result<()>,
         stats: &mut ExtractStats,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let decoded = r.frames;
-        let order = &r.plan.order;
-        for ((rel, rec), frames) in r.chunk.into_iter().zip(r.plan.per_entry) {
-            let frames = frames.map(|range| &order[range]);
-            let e = entry(rel, &rec);
-            match rec.kind {
-                EntryKind::File => {
-                    // Also checks the content layout against the length.
-                    self.check_plausible_len(&rec)?;
-                    let len = usize::try_from(rec.len)
-                        .map_err(|_| limit("file larger than memory".into(), rec.len))?;
-                    let short = || Error::corrupt("content shorter than its length", 0);
-                    match (&rec.content, frames) {
-                        (Content::Packed { offset, .. }, Some([i])) => {
-                            let bytes = decoded[*i]
+        let Planned { rel, rec, frames } = p;
+        let e = entry(rel, &rec);
+        match rec.kind {
+            EntryKind::File => {
+                // Also checks the content layout against the length.
+                self.check_plausible_len(&rec)?;
+                let len = usize::try_from(rec.len)
+                    .map_err(|_| limit("file larger than memory".into(), rec.len))?;
+                let short = || Error::corrupt("content shorter than its length", 0);
+                match (&rec.content, frames.len()) {
+                    (Content::Packed { offset, .. }, 1) => {
+                        with_bytes(w.get(frames.start)?, |b| {
+                            let bytes = b
                                 .get(*offset as usize..)
                                 .and_then(|b| b.get(..len))
                                 .ok_or_else(short)?;
-                            f(&e, bytes)?;
-                        }
-                        (_, Some([i])) if decoded[*i].len() == len => f(&e, &decoded[*i])?,
-                        (_, Some(many)) => {
-                            buf.clear();
-                            for i in many {
-                                buf.extend_from_slice(&decoded[*i]);
-                            }
-                            if buf.len() != len {
+                            f(&e, bytes)
+                        })?;
+                    }
+                    (Content::Frames { .. }, 1) => {
+                        with_bytes(w.get(frames.start)?, |b| {
+                            if b.len() != len {
                                 return Err(short());
                             }
-                            f(&e, buf)?;
-                        }
-                        (_, None) => {
-                            // Inline, empty, or too large to decode ahead.
-                            buf.clear();
-                            buf.resize(len, 0);
-                            if self.read_record(&rec, 0, buf)? != len {
-                                return Err(Error::corrupt("file shorter than its length", 0));
-                            }
-                            f(&e, buf)?;
-                        }
+                            f(&e, b)
+                        })?;
                     }
-                    stats.files += 1;
-                    stats.bytes += rec.len;
+                    (Content::Frames { .. }, n) if n > 1 => {
+                        buf.clear();
+                        for i in frames {
+                            with_bytes(w.get(i)?, |b| {
+                                buf.extend_from_slice(b);
+                                Ok(())
+                            })?;
+                        }
+                        if buf.len() != len {
+                            return Err(short());
+                        }
+                        f(&e, buf)?;
+                    }
+                    _ => {
+                        // Inline, empty, or too large to decode ahead.
+                        buf.clear();
+                        buf.resize(len, 0);
+                        if self.read_record(&rec, 0, buf)? != len {
+                            return Err(Error::corrupt("file shorter than its length", 0));
+                        }
+                        f(&e, buf)?;
+                    }
                 }
-                EntryKind::Dir => {
-                    f(&e, &[])?;
-                    stats.dirs += 1;
-                }
-                EntryKind::Symlink => {
-                    f(&e, &[])?;
-                    stats.symlinks += 1;
-                }
+                stats.files += 1;
+                stats.bytes += rec.len;
+            }
+            EntryKind::Dir => {
+                f(&e, &[])?;
+                stats.dirs += 1;
+            }
+            EntryKind::Symlink => {
+                f(&e, &[])?;
+                stats.symlinks += 1;
             }
         }
         Ok(())
     }
-}
-
-/// The frames `rec` adds to a chunk that already decodes the packs at
-/// the offsets in `packs`, and their bytes.
-fn frames_needed(rec: &Record, packs: &HashSet<u64>) -> (usize, u64) {
-    match &rec.content {
-        _ if rec.kind != EntryKind::File => (0, 0),
-        Content::Packed { frame, .. } if !packs.contains(&frame.offset) => {
-            (1, frame.raw_len as u64)
-        }
-        Content::Frames { frame_size, .. } if rec.len <= AHEAD_FILE => (
-            rec.len.div_ceil((*frame_size).max(1) as u64) as usize,
-            rec.len,
-        ),
-        _ => (0, 0),
-    }
-}
-
-/// The next chunk of entries: up to 16 frames or 8 MiB of data to decode
-/// ahead, or `CHUNK` entries, never ending inside a pack (the rest of its
-/// members would decode it again in the next chunk), though at most
-/// `4 × CHUNK` entries. Empty at the end.
-fn next_chunk<I: Iterator<Item = Result<(String, Record)>>>(
-    entries: &mut Peekable<I>,
-) -> Result<Vec<(String, Record)>> {
-    let mut chunk: Vec<(String, Record)> = Vec::new();
-    let mut packs: HashSet<u64> = HashSet::new();
-    let (mut frames, mut ahead) = (0, 0u64);
-    loop {
-        let (more, bytes) = match entries.peek() {
-            None => break,
-            // Taken below, and returned.
-            Some(Err(_)) => (0, 0),
-            Some(Ok((_, rec))) => frames_needed(rec, &packs),
-        };
-        let full = frames >= AHEAD_FRAMES || ahead >= AHEAD_BYTES || chunk.len() >= CHUNK;
-        if (full && more > 0) || chunk.len() >= 4 * CHUNK {
-            break;
-        }
-        let Some(item) = entries.next() else { break };
-        let (rel, rec) = item?;
-        if let Content::Packed { frame, .. } = &rec.content
-            && rec.kind == EntryKind::File
-        {
-            packs.insert(frame.offset);
-        }
-        frames += more;
-        ahead += bytes;
-        chunk.push((rel, rec));
-    }
-    Ok(chunk)
 }

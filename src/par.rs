@@ -36,3 +36,56 @@ pub fn io_pool() -> Option<&'static rayon::ThreadPool> {
     })
     .as_ref()
 }
+
+/// A value computed on the pool's threads (a frame compressing or
+/// decoding) and awaited by the thread that asked for it.
+pub struct Slot<T> {
+    value: std::sync::Mutex<Option<T>>,
+    ready: std::sync::Condvar,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            value: std::sync::Mutex::new(None),
+            ready: std::sync::Condvar::new(),
+        }
+    }
+}
+
+impl<T> Slot<T> {
+    /// Stores the value and wakes the waiter.
+    pub fn fill(&self, v: T) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        self.ready.notify_all();
+    }
+
+    /// Waits until the value is there. On a worker thread (the caller
+    /// itself runs inside the pool) it runs queued work instead of
+    /// blocking, so the job it waits for cannot be stuck behind it.
+    fn wait(&self) -> std::sync::MutexGuard<'_, Option<T>> {
+        let mut g = self.value.lock().unwrap_or_else(|e| e.into_inner());
+        while g.is_none() {
+            if rayon::current_thread_index().is_some() {
+                drop(g);
+                if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                    std::thread::yield_now();
+                }
+                g = self.value.lock().unwrap_or_else(|e| e.into_inner());
+            } else {
+                g = self.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        g
+    }
+
+    /// Waits for the value and takes it (`None` if it was taken before).
+    pub fn take(&self) -> Option<T> {
+        self.wait().take()
+    }
+
+    /// Waits for the value and hands it to `f` (`None` if it was taken).
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.wait().as_ref().map(f)
+    }
+}

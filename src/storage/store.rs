@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::alloc::Allocator;
 use super::backend::{Backend, Counted, IoStats};
@@ -16,7 +16,7 @@ use crate::format::bytes::{Put, Reader};
 use crate::format::node::Node;
 use crate::format::ptr::{PTR_LEN, Ptr};
 use crate::format::{DATA_START, INDEX_FANOUT};
-use crate::par::{par_map, par_map_owned};
+use crate::par::{Slot, par_map, par_map_owned};
 
 /// Largest sealed region or uncompressed length accepted when reading.
 pub const MAX_REGION: u32 = 32 * 1024 * 1024;
@@ -78,30 +78,14 @@ pub struct Store {
 
 /// A frame being compressed on the worker threads
 /// ([`Store::start_frame`]); its result waits here until it is written.
-pub struct Compressing(Arc<(Mutex<Option<Result<Prepared>>>, Condvar)>);
+pub struct Compressing(Arc<Slot<Result<Prepared>>>);
 
 impl Compressing {
-    /// Waits for the compression to finish and takes its result. On a
-    /// worker thread (a handle moved into the pool after it started the
-    /// work) it runs queued work instead of blocking, so the job it waits
-    /// for cannot be stuck behind it.
+    /// Waits for the compression to finish and takes its result.
     fn wait(self) -> Result<Prepared> {
-        let (slot, done) = &*self.0;
-        let mut r = slot.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(r) = r.take() {
-                return r;
-            }
-            if rayon::current_thread_index().is_some() {
-                drop(r);
-                if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                    std::thread::yield_now();
-                }
-                r = slot.lock().unwrap_or_else(|e| e.into_inner());
-            } else {
-                r = done.wait(r).unwrap_or_else(|e| e.into_inner());
-            }
-        }
+        self.0
+            .take()
+            .unwrap_or_else(|| Err(Error::corrupt("internal: compression taken twice", 0)))
     }
 }
 
@@ -224,14 +208,10 @@ impl Store {
             return None;
         }
         let level = self.frame_level;
-        let job = Arc::new((Mutex::new(None), Condvar::new()));
-        let slot = job.clone();
-        rayon::spawn(move || {
-            let r = Prepared::new(&raw, Some(level));
-            *slot.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-            slot.1.notify_all();
-        });
-        Some(Compressing(job))
+        let slot = Arc::new(Slot::default());
+        let job = slot.clone();
+        rayon::spawn(move || job.fill(Prepared::new(&raw, Some(level))));
+        Some(Compressing(slot))
     }
 
     /// Like [`Store::write_frames`], for frames whose compression may have
