@@ -104,11 +104,11 @@ impl<'a> Applier<'a> {
                 }
                 _ => {
                     // Grow: write this level and build a parent level over it.
-                    let mut children = Vec::with_capacity(nodes.len());
-                    for n in nodes {
-                        let key = n.first_key().map(<[u8]>::to_vec).unwrap_or_default();
-                        children.push((key, self.write(n)?));
-                    }
+                    let keys: Vec<Vec<u8>> = nodes
+                        .iter()
+                        .map(|n| n.first_key().map(<[u8]>::to_vec).unwrap_or_default())
+                        .collect();
+                    let children = keys.into_iter().zip(self.write_all(nodes)?).collect();
                     level = level
                         .checked_add(1)
                         .ok_or_else(|| Error::corrupt("tree too tall", 0))?;
@@ -116,6 +116,21 @@ impl<'a> Applier<'a> {
                 }
             }
         }
+    }
+
+    /// Writes `nodes` together (see `Store::write_nodes`).
+    fn write_all(&mut self, nodes: Vec<Node>) -> Result<Vec<Ptr>> {
+        if nodes.len() <= 1 {
+            return nodes.into_iter().map(|n| self.write(n)).collect();
+        }
+        let ptrs = self.store.write_nodes(
+            self.kind,
+            self.generation,
+            nodes.into_iter().map(Arc::new).collect(),
+        )?;
+        self.pages_written += ptrs.len() as u64;
+        self.bytes_written += ptrs.iter().map(|p| p.len as u64).sum::<u64>();
+        Ok(ptrs)
     }
 
     fn write(&mut self, node: Node) -> Result<Ptr> {
@@ -172,16 +187,28 @@ impl<'a> Applier<'a> {
                 if firsts.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(Error::corrupt("child nodes out of key order", ptr.offset));
                 }
+                // The rebuilt children are written together.
+                let mut fresh = Vec::new();
                 let mut out = Vec::with_capacity(slots.len());
                 for s in slots {
                     match s {
-                        Slot::Old(k, p) => out.push((k, p)),
+                        Slot::Old(k, p) => out.push(Some((k, p))),
                         Slot::Fresh(n) => {
-                            let key = n.first_key().map(<[u8]>::to_vec).unwrap_or_default();
-                            out.push((key, self.write(n)?));
+                            out.push(None);
+                            fresh.push(n);
                         }
                     }
                 }
+                let keys: Vec<Vec<u8>> = fresh
+                    .iter()
+                    .map(|n| n.first_key().map(<[u8]>::to_vec).unwrap_or_default())
+                    .collect();
+                let mut written = keys.into_iter().zip(self.write_all(fresh)?);
+                let out = out
+                    .into_iter()
+                    .map(|o| o.or_else(|| written.next()))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| Error::corrupt("internal: child not written", ptr.offset))?;
                 Ok(self.chunk_internal(out, level))
             }
         }

@@ -2,7 +2,7 @@
 //! one region instead of one each. The open pack lives in memory until it
 //! fills; a full pack starts compressing on the worker threads at once
 //! (while the writer goes on packing) and waits in a short queue until it
-//! is written, in order, half a queue at a time. Entries staged into a pack point at it with
+//! is written, in order, once a few newer packs have closed. Entries staged into a pack point at it with
 //! `Content::Pending` until it is written.
 
 use std::sync::Arc;
@@ -41,10 +41,9 @@ impl Pack {
     }
 }
 
-/// Full packs kept before they are written: enough to keep every worker
-/// busy, few enough to bound memory (16 raw packs and their compressed
-/// forms).
-const QUEUE_PACKS: usize = 16;
+/// Closed packs left compressing while older ones are written: enough to
+/// keep every worker busy, few enough that little waits for the commit.
+const KEEP_COMPRESSING: usize = 4;
 
 /// The open pack and the queue of full ones.
 pub struct Packer {
@@ -116,17 +115,14 @@ impl Packer {
         }
     }
 
-    /// How many closed packs to write now: none until the queue is full,
-    /// then its older half (by then compressed, or nearly). The count
-    /// depends only on how many packs closed, never on timing, so the
-    /// writes a change makes are the same in every run (crash tests
-    /// replay them operation by operation).
+    /// How many closed packs to write now: those beyond the newest
+    /// `KEEP_COMPRESSING` (older ones have had the time of that many packs
+    /// being filled to compress, so the writer seldom waits; the newest
+    /// keep every worker busy). The count depends only on how many packs
+    /// closed, never on timing, so the writes a change makes are the same
+    /// in every run (crash tests replay them operation by operation).
     pub fn ready(&self) -> usize {
-        if self.closed.len() >= QUEUE_PACKS {
-            QUEUE_PACKS / 2
-        } else {
-            0
-        }
+        self.closed.len().saturating_sub(KEEP_COMPRESSING)
     }
 
     /// Takes the first `n` closed packs, to be written.

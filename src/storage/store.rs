@@ -174,16 +174,18 @@ impl Store {
 
     // ---- writing ----
 
+    /// The zstd level regions of `kind` are compressed at (`None`: stored).
+    fn level_of(&self, kind: Kind) -> Option<i32> {
+        match kind {
+            Kind::Frame => Some(self.frame_level),
+            Kind::TocNode | Kind::VarNode | Kind::FrameIndex => Some(self.level),
+            _ => None,
+        }
+    }
+
     /// Seals and writes one region at the tail.
     pub fn write_region(&self, kind: Kind, generation: u64, raw: &[u8]) -> Result<Ptr> {
-        let level = if kind == Kind::Frame {
-            Some(self.frame_level)
-        } else if kind == Kind::TocNode || kind == Kind::VarNode || kind == Kind::FrameIndex {
-            Some(self.level)
-        } else {
-            None
-        };
-        let prepared = Prepared::new(raw, level)?;
+        let prepared = Prepared::new(raw, self.level_of(kind))?;
         let mut ptrs = self.write_prepared(kind, generation, vec![prepared], true)?;
         ptrs.pop()
             .ok_or_else(|| Error::corrupt("no region written", 0))
@@ -411,6 +413,34 @@ impl Store {
         let ptr = self.write_region(kind, generation, &raw)?;
         self.cache().insert(&ptr, Cached::Node(node), raw.len());
         Ok(ptr)
+    }
+
+    /// Writes B-tree nodes together: encoded and compressed on the worker
+    /// threads, then sealed and written as one run; caches their decoded
+    /// forms. Returns their pointers in order.
+    pub fn write_nodes(
+        &self,
+        kind: Kind,
+        generation: u64,
+        nodes: Vec<Arc<Node>>,
+    ) -> Result<Vec<Ptr>> {
+        let level = self.level_of(kind);
+        let mut prepared = Vec::with_capacity(nodes.len());
+        let mut raw_lens = Vec::with_capacity(nodes.len());
+        for p in par_map(&nodes, |n| {
+            let raw = n.encode();
+            Prepared::new(&raw, level).map(|p| (p, raw.len()))
+        }) {
+            let (p, len) = p?;
+            prepared.push(p);
+            raw_lens.push(len);
+        }
+        let ptrs = self.write_prepared(kind, generation, prepared, false)?;
+        let mut cache = self.cache();
+        for ((node, len), ptr) in nodes.into_iter().zip(raw_lens).zip(&ptrs) {
+            cache.insert(ptr, Cached::Node(node), len);
+        }
+        Ok(ptrs)
     }
 
     /// Writes a frame-index page.
