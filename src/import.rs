@@ -1,14 +1,13 @@
 //! `add_path`: import a file or a directory tree.
 //!
 //! The walk is depth-first in name order (the order of the keys), so
-//! memory is bounded by the listings of the open directories and one batch
-//! of small files, not by the tree. Regular files of a batch are opened,
-//! stat'ed and (when small) read on the worker threads (many small files
-//! are bound by system calls, so every core issues them), then packed in
-//! order by the single writer; full packs are compressed and sealed on the
-//! workers. Larger files stream through `put_reader`'s path, whose frames
-//! are compressed and sealed in parallel. Symlinks are stored, never
-//! followed.
+//! memory is bounded by the listings of the open directories and three
+//! batches of files, not by the tree. Regular files of a batch are opened,
+//! stat'ed and (up to 2 MiB) read on the I/O threads (`par::io_pool`: many
+//! small files are bound by system calls, so every core issues them), two
+//! batches ahead of the one the single writer packs, in order; a full pack
+//! compresses on the workers while the writer goes on. Larger files stream
+//! through `put_reader`'s pipeline. Symlinks are stored, never followed.
 
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -25,12 +24,12 @@ use crate::options::Progress;
 use crate::par::{io_pool, par_map_owned};
 use crate::path::{normalize, to_key};
 
-/// Regular files loaded together by the worker threads.
+/// Regular files loaded together by the I/O threads.
 const BATCH_FILES: usize = 256;
-/// Files smaller than this are always read whole by the workers (a batch
+/// Files smaller than this are always read whole by the I/O threads (a batch
 /// holds at most 256 × 64 KiB of them).
 const LOAD_SMALL: u64 = 64 << 10;
-/// Larger files up to this size are read whole by the workers too while
+/// Larger files up to this size are read whole by the I/O threads too while
 /// the batch's budget lasts; the rest are streamed by the writer. (On a
 /// 46k-file Python tree, files of 64 KiB and more hold more than half the
 /// bytes: read by the writer alone, they kept it from packing.)
@@ -42,7 +41,7 @@ const LOAD_BUDGET: u64 = 16 << 20;
 /// gained nothing more). With the one being stored, at most three batches
 /// are in memory: 48 MiB in the worst case, of small files.
 const LOAD_AHEAD: usize = 2;
-/// What the workers read whole, and which bytes they hash.
+/// What the I/O threads read whole, and which bytes they hash.
 struct LoadRules {
     /// Bytes the batch may still hold.
     budget: AtomicU64,
@@ -166,19 +165,19 @@ fn record(kind: EntryKind, meta: &Metadata, len: u64, content: Content) -> Recor
     }
 }
 
-/// One regular file opened, stat'ed and (if small) read by a worker.
+/// One regular file opened, stat'ed and (if small) read by an I/O thread.
 struct Loaded {
     key: Vec<u8>,
     /// Its metadata and bytes; `None` bytes: too large to read whole, to
     /// be streamed by the writer.
     data: std::io::Result<(Metadata, Option<Vec<u8>>)>,
-    /// The bytes' deduplication hash, computed on the worker too.
+    /// The bytes' deduplication hash, computed on the I/O thread too.
     hash: Option<[u8; 32]>,
     source: PathBuf,
 }
 
 /// Opens `path`, takes its metadata from the open file (the system call a
-/// stat before the open would cost anyway, but on a worker), and reads it
+/// stat before the open would cost anyway, but off the writer), and reads it
 /// whole if `rules` say so.
 fn load(path: &Path, rules: &LoadRules) -> std::io::Result<(Metadata, Option<Vec<u8>>)> {
     let mut f = File::open(path)?;
@@ -202,8 +201,8 @@ fn load(path: &Path, rules: &LoadRules) -> std::io::Result<(Metadata, Option<Vec
     Ok((meta, Some(buf)))
 }
 
-/// A batch of files loading on the worker threads while the writer stores
-/// the previous one.
+/// A batch of files loading on the I/O threads while the writer stores the
+/// one before.
 enum Loading {
     Ready(Vec<Loaded>),
     Pending(mpsc::Receiver<Vec<Loaded>>),
@@ -238,7 +237,7 @@ impl Loading {
     }
 }
 
-/// Loads `batch` on the worker threads, keeping order, with the content
+/// Loads `batch` on the current pool's threads, keeping order, with the content
 /// hashes of what may be packed (keyed by `rules.dedup_key`, see
 /// `data::dedup`).
 fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, rules: &LoadRules) -> Vec<Loaded> {

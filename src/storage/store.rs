@@ -226,7 +226,7 @@ impl Store {
     ) -> Result<Vec<Ptr>> {
         let level = Some(self.frame_level);
         // Frames not started are compressed on the workers; started ones
-        // are waited for here, never on a worker (see `Compressing::wait`).
+        // are waited for here (on a worker, by running queued work).
         let todo: Vec<&[u8]> = frames
             .iter()
             .filter(|(started, _)| started.is_none())
