@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::data::frames::frame_of;
@@ -71,10 +71,17 @@ impl Window {
         self.bytes >= AHEAD_BYTES || self.frames.len() >= AHEAD_FRAMES
     }
 
-    /// Drops the frames at the front that no planned entry needs.
-    fn release(&mut self) {
+    /// Drops the frames at the front that no planned entry needs, keeping
+    /// their buffers in `spare` for the next frames.
+    fn release(&mut self, spare: &Mutex<Vec<Vec<u8>>>) {
         while self.frames.front().is_some_and(|d| d.users == 0) {
             if let Some(d) = self.frames.pop_front() {
+                if let Some(Ok(buf)) = d.slot.take() {
+                    let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
+                    if spare.len() < AHEAD_FRAMES {
+                        spare.push(buf);
+                    }
+                }
                 self.bytes -= d.ptr.raw_len as u64;
                 let key = (d.ptr.offset, d.ptr.tag);
                 if self.packs.get(&key) == Some(&self.base) {
@@ -120,6 +127,8 @@ impl Lockbox {
             packs: HashMap::new(),
         };
         let mut planned: VecDeque<Planned> = VecDeque::new();
+        // Buffers of delivered frames, decoded into again.
+        let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
         rayon::in_place_scope(|s| -> Result<()> {
             let mut more = true;
             loop {
@@ -143,7 +152,15 @@ impl Lockbox {
                         }
                         let slot = Arc::new(Slot::default());
                         let job = slot.clone();
-                        s.spawn(move |_| job.fill(self.store.frame_owned(&ptr)));
+                        let spare = &spare;
+                        s.spawn(move |_| {
+                            let buf = spare
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .pop()
+                                .unwrap_or_default();
+                            job.fill(self.store.frame_into(&ptr, buf));
+                        });
                         if packed {
                             w.packs.insert(key, w.base + w.frames.len());
                         }
@@ -170,7 +187,7 @@ impl Lockbox {
                         d.users = d.users.saturating_sub(1);
                     }
                 }
-                w.release();
+                w.release(&spare);
             }
         })?;
         stats.duration = started.elapsed();

@@ -540,17 +540,17 @@ impl Store {
         })
     }
 
-    /// Reads, opens and decodes the region at `ptr` into a new buffer of
-    /// exactly its length (one copy: the decoder writes straight into it),
-    /// bypassing this thread's memo and the cache.
-    fn decode_owned(&self, ptr: &Ptr, kind: Kind) -> Result<Vec<u8>> {
+    /// Reads, opens and decodes the region at `ptr` into `out` (its old
+    /// contents dropped, its capacity reused), which then holds exactly
+    /// the region's plaintext: the decoder writes straight into it. Bypasses
+    /// this thread's memo and the cache.
+    fn decode_owned(&self, ptr: &Ptr, kind: Kind, mut out: Vec<u8>) -> Result<Vec<u8>> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let Scratch { cbuf, memo, .. } = &mut *s;
             // `cbuf` is about to be overwritten.
             *memo = None;
             let (codec, body) = self.read_open(ptr, kind, cbuf)?;
-            let mut out = Vec::with_capacity(ptr.raw_len as usize);
             seal::decode_into(
                 codec,
                 &cbuf[body],
@@ -608,7 +608,7 @@ impl Store {
         if let Some(Cached::Frame(v)) = self.cache().get(ptr) {
             return f(&v);
         }
-        let v = Arc::new(self.decode_owned(ptr, Kind::Frame)?);
+        let v = Arc::new(self.decode_owned(ptr, Kind::Frame, Vec::new())?);
         self.cache().insert(ptr, Cached::Frame(v.clone()), v.len());
         f(&v)
     }
@@ -616,15 +616,25 @@ impl Store {
     /// A frame's plaintext as a buffer of its own (from the cache when the
     /// profile keeps frames, else decoded straight into a new buffer).
     pub fn frame_owned(&self, ptr: &Ptr) -> Result<Vec<u8>> {
+        self.frame_into(ptr, Vec::new())
+    }
+
+    /// [`frame_owned`](Self::frame_owned) into `buf`, whose capacity is
+    /// reused (no fresh pages to fault in for each frame).
+    pub fn frame_into(&self, ptr: &Ptr, mut buf: Vec<u8>) -> Result<Vec<u8>> {
         if self.cache_frames.load(Ordering::Relaxed) {
-            return self.with_frame(ptr, |b| Ok(b.to_vec()));
+            return self.with_frame(ptr, |b| {
+                buf.clear();
+                buf.extend_from_slice(b);
+                Ok(buf)
+            });
         }
-        self.decode_owned(ptr, Kind::Frame)
+        self.decode_owned(ptr, Kind::Frame, buf)
     }
 
     /// Reads a whole region's plaintext (verification, inspection).
     /// Always reads and authenticates the bytes on disk (no memo).
     pub fn read_plain(&self, kind: Kind, ptr: &Ptr) -> Result<Vec<u8>> {
-        self.decode_owned(ptr, kind)
+        self.decode_owned(ptr, kind, Vec::new())
     }
 }
