@@ -573,8 +573,8 @@ impl Lockbox {
                 last = Some(*off);
             }
         }
-        let moved = live_bytes < p.buf.len() as u64;
-        if moved {
+        let compacted = live_bytes < p.buf.len() as u64;
+        if compacted {
             // New bytes: a compression started on the old ones is dropped.
             p.compressing = None;
             let old = std::mem::take(&mut p.buf);
@@ -605,7 +605,7 @@ impl Lockbox {
             p.buf = Arc::new(buf);
         }
         p.members = live;
-        Ok(moved)
+        Ok(compacted)
     }
 
     /// Whether anything is staged.

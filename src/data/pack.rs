@@ -2,8 +2,9 @@
 //! one region instead of one each. The open pack lives in memory until it
 //! fills; a full pack starts compressing on the worker threads at once
 //! (while the writer goes on packing) and waits in a short queue until it
-//! is written, in order, once a few newer packs have closed. Entries staged into a pack point at it with
-//! `Content::Pending` until it is written.
+//! is written, in order, once a few newer packs have closed. Entries
+//! staged into a pack point at it with `Content::Pending` until it is
+//! written.
 
 use std::sync::Arc;
 
