@@ -519,9 +519,9 @@ impl Lockbox {
         Ok(())
     }
 
-    /// Starts loading the listed batch of files, and stores the batch
-    /// loaded before it: the workers read the next files while this thread
-    /// packs the last ones.
+    /// Starts loading the listed batch of files, and stores the oldest
+    /// batches until at most `LOAD_AHEAD` are loading: the I/O threads read
+    /// the next files while this thread packs the earlier ones.
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
         let rules = LoadRules {
