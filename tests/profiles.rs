@@ -90,3 +90,72 @@ fn extract_many_caches_and_bulk_import_groups_more() {
         "BulkImport regions {bulk}, Interactive {normal}"
     );
 }
+
+/// `BulkImport` compresses new data at zstd level 2 unless the builder sets
+/// a level; other profiles use level 3. Seen through sizes: the same data
+/// under the same level makes the same file, give or take the few bytes of
+/// the records' timestamps.
+#[test]
+fn bulk_import_level_is_2_unless_the_builder_sets_one() {
+    const WORDS: [&str; 16] = [
+        "lorem ",
+        "ipsum ",
+        "dolor ",
+        "sit ",
+        "amet, ",
+        "consectetur ",
+        "adipiscing ",
+        "elit. ",
+        "sed ",
+        "do ",
+        "eiusmod ",
+        "tempor ",
+        "incididunt ",
+        "ut ",
+        "labore\n",
+        "magna ",
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut text = Vec::new();
+    while text.len() < 3_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+    }
+    let size = |profile: Profile, level: Option<i32>| {
+        let mut b = Lockbox::builder().profile(profile);
+        if let Some(l) = level {
+            b = b.compression_level(l);
+        }
+        let mut lb = b.create_in_memory(Key::raw([4; 32])).unwrap();
+        for i in 0..30 {
+            lb.put(&format!("f{i:02}"), &text[i * 100_000..(i + 1) * 100_000])
+                .unwrap();
+        }
+        lb.commit().unwrap();
+        lb.image().unwrap().len() as i64
+    };
+    let same = |a: i64, b: i64| (a - b).abs() < 256;
+    let (i_default, i3) = (
+        size(Profile::Interactive, None),
+        size(Profile::Interactive, Some(3)),
+    );
+    assert!(
+        same(i_default, i3),
+        "Interactive: {i_default} vs level 3 {i3}"
+    );
+    let (b_default, b2, b3) = (
+        size(Profile::BulkImport, None),
+        size(Profile::BulkImport, Some(2)),
+        size(Profile::BulkImport, Some(3)),
+    );
+    assert!(
+        same(b_default, b2),
+        "BulkImport: {b_default} vs level 2 {b2}"
+    );
+    assert!(
+        b_default > b3 + 1000,
+        "BulkImport: {b_default} at its default level vs {b3} at level 3"
+    );
+}
