@@ -127,6 +127,8 @@ impl Lockbox {
             packs: HashMap::new(),
         };
         let mut planned: VecDeque<Planned> = VecDeque::new();
+        // The frames of the entry being planned (one list for all entries).
+        let mut ptrs: Vec<Ptr> = Vec::new();
         // Buffers of delivered frames, decoded into again.
         let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
         rayon::in_place_scope(|s| -> Result<()> {
@@ -142,7 +144,8 @@ impl Lockbox {
                     let (rel, rec) = item?;
                     let start = w.base + w.frames.len();
                     let mut first = None;
-                    for ptr in self.frames_ahead(&rec)? {
+                    self.frames_ahead(&rec, &mut ptrs)?;
+                    for ptr in ptrs.drain(..) {
                         let key = (ptr.offset, ptr.tag);
                         let packed = matches!(rec.content, Content::Packed { .. });
                         if let Some(&i) = w.packs.get(&key).filter(|_| packed) {
@@ -194,12 +197,13 @@ impl Lockbox {
         Ok(stats)
     }
 
-    /// The frames decoded ahead for `rec`: its packed frame, or every
-    /// frame of a file up to `AHEAD_FILE`; none otherwise.
-    fn frames_ahead(&self, rec: &Record) -> Result<Vec<Ptr>> {
-        Ok(match &rec.content {
-            _ if rec.kind != EntryKind::File => Vec::new(),
-            Content::Packed { frame, .. } => vec![*frame],
+    /// The frames decoded ahead for `rec`, into `out`: its packed frame, or
+    /// every frame of a file up to `AHEAD_FILE`; none otherwise.
+    fn frames_ahead(&self, rec: &Record, out: &mut Vec<Ptr>) -> Result<()> {
+        out.clear();
+        match &rec.content {
+            _ if rec.kind != EntryKind::File => {}
+            Content::Packed { frame, .. } => out.push(*frame),
             Content::Frames {
                 frame_size,
                 depth,
@@ -207,12 +211,13 @@ impl Lockbox {
             } if rec.len <= AHEAD_FILE => {
                 let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
                 let layout = (rec.len, *frame_size as u64, n);
-                (0..n)
-                    .map(|i| frame_of(&self.store, (*depth, root), layout, i))
-                    .collect::<Result<_>>()?
+                for i in 0..n {
+                    out.push(frame_of(&self.store, (*depth, root), layout, i)?);
+                }
             }
-            _ => Vec::new(),
-        })
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Hands one planned entry to `f`, its frames taken from `w`.

@@ -526,7 +526,7 @@ impl Lockbox {
         let batch = std::mem::take(&mut imp.batch);
         let rules = LoadRules {
             budget: AtomicU64::new(LOAD_BUDGET),
-            hash_below: self.data_frame_size() as u64 / 2,
+            hash_below: self.pack_below() as u64,
             dedup_key: *self.dedup.key(),
         };
         if !batch.is_empty() {

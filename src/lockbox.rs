@@ -619,6 +619,12 @@ impl Lockbox {
         self.pack.target as u32
     }
 
+    /// Contents shorter than this (and longer than `INLINE_MAX`) are
+    /// packed, and so deduplicated: half a data frame.
+    pub(crate) fn pack_below(&self) -> usize {
+        self.data_frame_size() as usize / 2
+    }
+
     /// Sets the cache profile.
     pub fn set_profile(&mut self, profile: Profile) {
         self.profile = profile;

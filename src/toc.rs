@@ -143,7 +143,7 @@ impl Lockbox {
             Ok(Content::Empty)
         } else if data.len() <= INLINE_MAX {
             Ok(Content::Inline(data.to_vec()))
-        } else if data.len() < frame / 2 {
+        } else if data.len() < self.pack_below() {
             let hash = hash.unwrap_or_else(|| self.dedup.hash(data));
             if let Some(c) = self.shared_copy(&hash, &member, data)? {
                 return Ok(c);

@@ -9,6 +9,9 @@ use std::path::Path;
 
 use lockbox::{Error, ExtractOptions, Key, Lockbox, Profile};
 
+mod common;
+use common::{Draw, XorShift};
+
 #[derive(Debug, PartialEq, Eq)]
 enum Node {
     File(Vec<u8>, u32),
@@ -237,19 +240,12 @@ fn extract_all_reads_each_frame_once() {
         .unwrap();
     // 12 MiB of barely compressible 3 KiB files in 1 MiB packs, each
     // directory's files behind a subdirectory of their own.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = XorShift::new(0x9e37);
     let mut expected = 0u64;
     for d in 0..256 {
         lb.mkdir(&format!("d{d:03}/a-dir")).unwrap();
         for f in 0..16 {
-            let data: Vec<u8> = (0..3072)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data = rng.bytes(3072);
             expected += data.len() as u64;
             lb.put(&format!("d{d:03}/b{f:02}"), &data).unwrap();
         }

@@ -2,6 +2,8 @@
 
 use lockbox::{Key, Lockbox, Profile};
 
+mod common;
+
 fn lockbox_with_large_file() -> (Lockbox, Vec<u8>) {
     let mut lb = Lockbox::builder()
         .create_in_memory(Key::raw([3; 32]))
@@ -97,32 +99,8 @@ fn extract_many_caches_and_bulk_import_groups_more() {
 /// the records' timestamps.
 #[test]
 fn bulk_import_level_is_2_unless_the_builder_sets_one() {
-    const WORDS: [&str; 16] = [
-        "lorem ",
-        "ipsum ",
-        "dolor ",
-        "sit ",
-        "amet, ",
-        "consectetur ",
-        "adipiscing ",
-        "elit. ",
-        "sed ",
-        "do ",
-        "eiusmod ",
-        "tempor ",
-        "incididunt ",
-        "ut ",
-        "labore\n",
-        "magna ",
-    ];
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut text = Vec::new();
-    while text.len() < 3_000_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        text.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
-    }
+    // Text-like content (`common::content` with a seed of style 1).
+    let text = common::content(1, 3_000_000);
     let size = |profile: Profile, level: Option<i32>| {
         let mut b = Lockbox::builder().profile(profile);
         if let Some(l) = level {

@@ -9,22 +9,8 @@ use std::time::Duration;
 
 use lockbox::{ExtractOptions, Key, Lockbox, Profile};
 
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            // Half text-like, half noise: packs compress, frames vary.
-            if i % 2 == 0 {
-                b'a' + (s % 7) as u8
-            } else {
-                s as u8
-            }
-        })
-        .collect()
-}
+mod common;
+use common::content as bytes;
 
 /// Imports a tree (small files, one file over 2 MiB, duplicates), streams a
 /// 12 MiB file, commits, and reads everything back three ways.
