@@ -4,16 +4,11 @@
 
 use lockbox::{ExtractOptions, Key, Lockbox, Profile};
 
+mod common;
+use common::{Draw, XorShift};
+
 fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s as u8
-        })
-        .collect()
+    XorShift::new(seed).bytes(len)
 }
 
 /// 8 KiB of incompressible bytes carrying a 16-byte marker.
