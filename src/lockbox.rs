@@ -210,6 +210,7 @@ impl Lockbox {
             b.level.unwrap_or(crate::options::DEFAULT_LEVEL),
         );
         let pack = Packer::new(header.frame_size as usize);
+        let dedup = crate::data::dedup::Dedup::new(&store.keys().hash);
         let mut lb = Lockbox {
             store,
             header,
@@ -220,7 +221,7 @@ impl Lockbox {
             vars: Overlay::new(),
             pack,
             session_packs: Vec::new(),
-            dedup: crate::data::dedup::Dedup::new()?,
+            dedup,
             repack_pending: Vec::new(),
             other_seq: None,
             path: None,

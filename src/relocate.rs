@@ -227,11 +227,11 @@ impl Lockbox {
             live += data.len() as u64;
             match m {
                 Moved::Toc(key, mut r) => {
-                    r.content = self.store_bytes(Member::Toc(key.clone()), data)?;
+                    r.content = self.store_moved(Member::Toc(key.clone()), data)?;
                     self.toc.insert(key, Some(r));
                 }
                 Moved::Var(key, mut r) => {
-                    r.content = self.store_bytes(Member::Var(key.clone()), data)?;
+                    r.content = self.store_moved(Member::Var(key.clone()), data)?;
                     self.vars.insert(key, Some(r));
                 }
             }

@@ -23,6 +23,7 @@ use crate::btree;
 use crate::btree::apply::Change;
 use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
+use crate::data::index::NewContent;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::DATA_START;
@@ -171,10 +172,27 @@ pub struct SpacePlan {
 /// members costs a lookup, not a scan of everything staged.
 pub(crate) type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
 
+/// A pack reference: member tag, member key, value.
+pub(crate) type PackRef = (u8, Vec<u8>, Vec<u8>);
+
+/// Touched packed frames by offset: the frame and the ranges (offset,
+/// length) that committed members left.
+type Touched = BTreeMap<u64, (Ptr, Vec<(u32, u64)>)>;
+
 impl Lockbox {
     /// The committed members of the packed frame at `at`, as the
     /// pack-reference tree names them: (tag, key), tag `T` or `V`.
     pub(crate) fn pack_members(&self, at: u64) -> Result<Vec<(u8, Vec<u8>)>> {
+        Ok(self
+            .pack_refs(at)?
+            .into_iter()
+            .map(|(tag, key, _)| (tag, key))
+            .collect())
+    }
+
+    /// [`pack_members`](Self::pack_members) with each reference's value
+    /// (`data::index`).
+    pub(crate) fn pack_refs(&self, at: u64) -> Result<Vec<PackRef>> {
         let start = at.to_be_bytes().to_vec();
         let end = (at + 1).to_be_bytes().to_vec();
         let mut out = Vec::new();
@@ -185,9 +203,9 @@ impl Lockbox {
             &start,
             Some(end),
         )? {
-            let (k, _) = item?;
+            let (k, v) = item?;
             match k.get(8..).and_then(<[u8]>::split_first) {
-                Some((&tag @ (TAG_TOC | TAG_VAR), key)) => out.push((tag, key.to_vec())),
+                Some((&tag @ (TAG_TOC | TAG_VAR), key)) => out.push((tag, key.to_vec(), v)),
                 _ => return Err(Error::corrupt("bad pack reference", at)),
             }
         }
@@ -326,70 +344,74 @@ impl Lockbox {
         }
     }
 
-    /// Packed frames whose committed members change: (offset, frame).
-    fn touched_packs(&self) -> Result<BTreeMap<u64, Ptr>> {
-        let mut touched = BTreeMap::new();
-        let check = |old: Option<&Content>, new: Option<&Content>, t: &mut BTreeMap<u64, Ptr>| {
-            if let Some(Content::Packed { frame, .. }) = old {
-                let kept =
-                    matches!(new, Some(Content::Packed { frame: f, .. }) if same_frame(f, frame));
+    /// Packed frames whose committed members leave them (deleted, replaced,
+    /// or moved to another range), by offset: the frame and the ranges
+    /// (offset, length) those members leave.
+    fn touched_packs(&self) -> Result<Touched> {
+        let mut touched = Touched::new();
+        let mut check = |old: Option<(&Content, u64)>, new: Option<&Content>| {
+            if let Some((Content::Packed { frame, offset }, len)) = old {
+                let kept = matches!(new, Some(Content::Packed { frame: f, offset: o })
+                    if same_frame(f, frame) && o == offset);
                 if !kept {
-                    t.insert(frame.offset, *frame);
+                    let t = touched.entry(frame.offset).or_insert((*frame, Vec::new()));
+                    t.1.push((*offset, len));
                 }
             }
         };
         for (k, new) in &self.toc {
             let old = self.old_toc(k)?;
             check(
-                old.as_ref().map(|r| &r.content),
+                old.as_ref().map(|r| (&r.content, r.len)),
                 new.as_ref().map(|r| &r.content),
-                &mut touched,
             );
         }
         for (k, new) in &self.vars {
             let old = self.old_var(k)?;
             check(
-                old.as_ref().map(|r| &r.content),
+                old.as_ref().map(|r| (&r.content, r.len)),
                 new.as_ref().map(|r| &r.content),
-                &mut touched,
             );
         }
         Ok(touched)
     }
 
     /// Sorts the touched packed frames: a frame with no live member left
-    /// is freed; one whose members were only renamed is kept; one that
-    /// keeps live members next to dead ones is left for the relocation
-    /// commits (`relocate.rs`). Returns `(freed, to_repack)`.
-    fn sort_touched(&self, touched: BTreeMap<u64, Ptr>) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
-        // Staged entries that still use each touched frame (renamed ones).
-        let mut staged_uses: BTreeMap<u64, usize> = BTreeMap::new();
-        let staged = self.toc.values().flatten().map(|r| &r.content);
-        for c in staged.chain(self.vars.values().flatten().map(|r| &r.content)) {
-            if let Content::Packed { frame, .. } = c
+    /// is freed; one whose left ranges are all still used by staged members
+    /// (renamed, or shared again) is kept; one that keeps live members next
+    /// to ranges that may have died is left for the relocation commits
+    /// (`relocate.rs`). Returns `(freed, to_repack)`.
+    fn sort_touched(&self, touched: Touched) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
+        // Ranges of each touched frame that staged entries use.
+        let mut staged_uses: BTreeMap<u64, BTreeSet<(u32, u64)>> = BTreeMap::new();
+        let staged = self.toc.values().flatten().map(|r| (&r.content, r.len));
+        for (c, len) in staged.chain(self.vars.values().flatten().map(|r| (&r.content, r.len))) {
+            if let Content::Packed { frame, offset } = c
                 && touched
                     .get(&frame.offset)
-                    .is_some_and(|t| same_frame(t, frame))
+                    .is_some_and(|t| same_frame(&t.0, frame))
             {
-                *staged_uses.entry(frame.offset).or_default() += 1;
+                staged_uses
+                    .entry(frame.offset)
+                    .or_default()
+                    .insert((*offset, len));
             }
         }
         let (mut freed, mut to_repack) = (Vec::new(), Vec::new());
-        for frame in touched.into_values() {
-            let members = self.pack_members(frame.offset)?;
-            let before = members.len();
-            let unchanged = members
+        for (frame, left) in touched.into_values() {
+            let uses = staged_uses.remove(&frame.offset).unwrap_or_default();
+            if !uses.is_empty() && left.iter().all(|r| uses.contains(r)) {
+                continue; // every range left is still used: nothing died
+            }
+            let unchanged = self
+                .pack_members(frame.offset)?
                 .iter()
                 .filter(|(tag, key)| match *tag {
                     TAG_TOC => !self.toc.contains_key(key),
                     _ => !self.vars.contains_key(key),
                 })
                 .count();
-            let after = unchanged + staged_uses.get(&frame.offset).copied().unwrap_or(0);
-            if after == before && after > 0 {
-                continue; // only renamed: no member died
-            }
-            if after == 0 {
+            if unchanged + uses.len() == 0 {
                 freed.push(frame);
             } else {
                 to_repack.push(frame);
@@ -436,7 +458,7 @@ impl Lockbox {
                 };
                 let data = cut(&r.content, r.len)
                     .ok_or_else(|| Error::corrupt("packed file beyond its frame", frame.offset))?;
-                r.content = self.store_bytes(Member::Toc(k.clone()), &data)?;
+                r.content = self.store_moved(Member::Toc(k.clone()), &data)?;
                 self.toc.insert(k, Some(r));
             }
             for k in vars {
@@ -445,7 +467,7 @@ impl Lockbox {
                 };
                 let data = cut(&r.content, r.len)
                     .ok_or_else(|| Error::corrupt("packed value beyond its frame", frame.offset))?;
-                r.content = self.store_bytes(Member::Var(k.clone()), &data)?;
+                r.content = self.store_moved(Member::Var(k.clone()), &data)?;
                 self.vars.insert(k, Some(r));
             }
         }
@@ -479,7 +501,7 @@ impl Lockbox {
         let generation = self.next_gen();
 
         // What the new state references, among contents that change.
-        let news: Vec<(u8, Vec<u8>, Content, u64)> = self
+        let news: Vec<NewContent> = self
             .toc
             .iter()
             .filter_map(|(k, r)| {
@@ -529,29 +551,33 @@ impl Lockbox {
                 self.old_var(k)?.map(|r| (r.content, r.len)),
             ));
         }
-        for (tag, k, old) in olds {
+        for (tag, k, old) in &olds {
             match old {
                 Some((c @ Content::Frames { .. }, len)) => {
-                    if let Content::Frames { root, .. } = &c
+                    if let Content::Frames { root, .. } = c
                         && !keep.contains(&root.cache_key())
                     {
                         regions.clear();
-                        frame_regions(&self.store, &c, len, &mut regions)?;
+                        frame_regions(&self.store, c, *len, &mut regions)?;
                         freed.extend(regions.iter().map(|p| (p.offset, p.len as u64)));
                     }
                 }
                 Some((Content::Packed { frame, .. }, _)) => {
-                    pack_changes.insert(pack_key(&frame, tag, &k), None);
+                    pack_changes.insert(pack_key(frame, *tag, k), None);
                 }
                 _ => {}
             }
         }
-        // Pack references added (after removals: the same key re-added wins).
+        // Pack references added (after removals: the same key re-added
+        // wins), with their hints, and the content index's changes.
+        let mut index = self.plan_index(&news, &olds, generation)?;
         for (tag, k, c, _) in &news {
             if let Content::Packed { frame, .. } = c {
-                pack_changes.insert(pack_key(frame, *tag, k), Some(Vec::new()));
+                let value = index.values.remove(&(*tag, k.clone())).unwrap_or_default();
+                pack_changes.insert(pack_key(frame, *tag, k), Some(value));
             }
         }
+        pack_changes.extend(index.changes);
         let pack_changes: Vec<Change> = pack_changes.into_iter().collect();
 
         freed.extend(freed_ptrs.drain(..).map(|p| (p.offset, p.len as u64)));

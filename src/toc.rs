@@ -125,7 +125,9 @@ impl Lockbox {
 
     // ---- storing bytes ----
 
-    /// Stores `data` for `member`: inline, packed, or as frames.
+    /// Stores `data` for `member`: inline, packed, or as frames; a packed
+    /// content shares the bytes of an identical one staged in this session
+    /// or committed (`data::dedup`, `data::index`).
     pub(crate) fn store_bytes(&mut self, member: Member, data: &[u8]) -> Result<Content> {
         self.store_bytes_hashed(member, data, None)
     }
@@ -138,6 +140,23 @@ impl Lockbox {
         data: &[u8],
         hash: Option<[u8; 32]>,
     ) -> Result<Content> {
+        self.store_content(member, data, hash, true)
+    }
+
+    /// Stores bytes that a commit moves (repacks, relocation): shared within
+    /// the session only, never pointed back through the content index (at
+    /// the frame they are moving out of).
+    pub(crate) fn store_moved(&mut self, member: Member, data: &[u8]) -> Result<Content> {
+        self.store_content(member, data, None, false)
+    }
+
+    fn store_content(
+        &mut self,
+        member: Member,
+        data: &[u8],
+        hash: Option<[u8; 32]>,
+        use_index: bool,
+    ) -> Result<Content> {
         let frame = self.data_frame_size() as usize;
         if data.is_empty() {
             Ok(Content::Empty)
@@ -146,6 +165,9 @@ impl Lockbox {
         } else if data.len() < self.pack_below() {
             let hash = hash.unwrap_or_else(|| self.dedup.hash(data));
             if let Some(c) = self.shared_copy(&hash, &member, data)? {
+                return Ok(c);
+            }
+            if use_index && let Some(c) = self.indexed_copy(&hash, data.len())? {
                 return Ok(c);
             }
             if !self.pack.fits(data.len()) {

@@ -1,11 +1,12 @@
 //! `verify()`: walk everything reachable from the last commit, authenticate
 //! every region, and check the trees' invariants and the data layout.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use ahash::AHashSet;
 
 use crate::crypto::seal::Kind;
+use crate::data::index::{self, Hint, Range};
 use crate::error::{Error, Result};
 use crate::format::bytes::Reader;
 use crate::format::commit::TreeRoot;
@@ -35,9 +36,12 @@ struct Walk<'a> {
     frames_seen: AHashSet<(u64, [u8; 16])>,
     /// Packed frames reached from a `Packed` locator: offset, length.
     packed_frames: AHashSet<(u64, u64)>,
-    /// Pack references expected from packed entries, and found in the tree.
-    packed: BTreeSet<Vec<u8>>,
-    pack_refs: BTreeSet<Vec<u8>>,
+    /// Pack references expected from packed entries (with the member's
+    /// offset and length), and found in the tree (with their values).
+    packed: BTreeMap<Vec<u8>, (u32, u64)>,
+    pack_refs: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Content-index entries (`data::index`).
+    index: Vec<(Hint, Range)>,
     /// Free extents as `(start, end)`.
     free: Vec<(u64, u64)>,
     /// Plaintexts of every region read, for `inspect`.
@@ -78,8 +82,9 @@ impl Lockbox {
             regions: Vec::new(),
             frames_seen: AHashSet::new(),
             packed_frames: AHashSet::new(),
-            packed: BTreeSet::new(),
-            pack_refs: BTreeSet::new(),
+            packed: BTreeMap::new(),
+            pack_refs: BTreeMap::new(),
+            index: Vec::new(),
             free: Vec::new(),
             plaintexts: collect.then(Vec::new),
             progress,
@@ -100,12 +105,7 @@ impl Lockbox {
         w.tree(Kind::FreeNode, &c.free, c.seq)?;
         w.report.entries = entries;
         w.report.variables = vars;
-        if w.pack_refs != w.packed {
-            return Err(Error::corrupt(
-                "pack references differ from the packed entries",
-                0,
-            ));
-        }
+        w.check_pack_refs()?;
         // (start, end, what): what indexes SPAN_KINDS.
         let mut spans: Vec<(u64, u64, usize)> = std::mem::take(&mut w.regions)
             .into_iter()
@@ -240,12 +240,18 @@ impl Walk<'_> {
                     match kind {
                         Kind::TocNode => self.toc_entry(k, v, ptr)?,
                         Kind::VarNode => self.var_entry(k, v, ptr)?,
-                        Kind::PackNode => {
-                            if k.len() < 10 || !v.is_empty() {
-                                return Err(Error::corrupt("bad pack reference", ptr.offset));
+                        Kind::PackNode => match index::index_hint(k) {
+                            Some(h) => {
+                                let r = Range::decode(v).ok_or_else(|| {
+                                    Error::corrupt("bad content-index entry", ptr.offset)
+                                })?;
+                                self.index.push((h, r));
                             }
-                            self.pack_refs.insert(k.clone());
-                        }
+                            None if k.len() >= 10 => {
+                                self.pack_refs.insert(k.clone(), v.clone());
+                            }
+                            None => return Err(Error::corrupt("bad pack reference", ptr.offset)),
+                        },
                         _ => {
                             let (o, l) = decode_extent(k, v).ok_or_else(|| {
                                 Error::corrupt("bad free-space entry", ptr.offset)
@@ -282,6 +288,49 @@ impl Walk<'_> {
         (self.progress)(&self.done);
     }
 
+    /// The pack references name exactly the packed entries; a reference's
+    /// hint names the member's own range; every content-index entry names a
+    /// range that a member carrying its hint uses.
+    fn check_pack_refs(&self) -> Result<()> {
+        let differ = || Error::corrupt("pack references differ from the packed entries", 0);
+        if self.pack_refs.len() != self.packed.len() {
+            return Err(differ());
+        }
+        let mut hinted = ahash::AHashSet::new();
+        for ((k, v), (pk, &(offset, len))) in self.pack_refs.iter().zip(&self.packed) {
+            if k != pk {
+                return Err(differ());
+            }
+            match index::decode_member_value(v) {
+                Some(None) => {}
+                Some(Some((h, o, l))) if o == offset && l as u64 == len => {
+                    let frame = u64::from_be_bytes(k[..8].try_into().map_err(|_| differ())?);
+                    hinted.insert((
+                        h,
+                        Range {
+                            frame,
+                            offset: o,
+                            len: l,
+                        },
+                    ));
+                }
+                _ => {
+                    return Err(Error::corrupt(
+                        "pack reference's value does not match its member",
+                        0,
+                    ));
+                }
+            }
+        }
+        if let Some((_, r)) = self.index.iter().find(|e| !hinted.contains(*e)) {
+            return Err(Error::corrupt(
+                "content-index entry names no live member with its hint",
+                r.frame,
+            ));
+        }
+        Ok(())
+    }
+
     fn toc_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
         self.tick();
         let at = leaf.offset;
@@ -289,8 +338,9 @@ impl Walk<'_> {
             return Err(Error::corrupt("invalid path in the table of contents", at));
         }
         let r = Record::decode(value, at)?;
-        if let Content::Packed { frame, .. } = &r.content {
-            self.packed.insert(pack_key(frame, b'T', key));
+        if let Content::Packed { frame, offset } = &r.content {
+            self.packed
+                .insert(pack_key(frame, b'T', key), (*offset, r.len));
         }
         if r.kind == EntryKind::File {
             self.content(&r.content, r.len, leaf)?;
@@ -305,8 +355,9 @@ impl Walk<'_> {
             return Err(Error::corrupt("variable name is not UTF-8", at));
         }
         let r = VarRecord::decode(value, at)?;
-        if let Content::Packed { frame, .. } = &r.content {
-            self.packed.insert(pack_key(frame, b'V', key));
+        if let Content::Packed { frame, offset } = &r.content {
+            self.packed
+                .insert(pack_key(frame, b'V', key), (*offset, r.len));
         }
         self.content(&r.content, r.len, leaf)
     }

@@ -88,8 +88,7 @@ pub(crate) struct SubKeys {
     pub data: SealKey,
     /// Seals the commit slots.
     pub commit: SealKey,
-    /// Keys content hashes (deduplication).
-    #[allow(dead_code)]
+    /// Keys content hashes (deduplication and the content index).
     pub hash: Zeroizing<[u8; 32]>,
 }
 

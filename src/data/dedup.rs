@@ -1,8 +1,8 @@
 //! Duplicate small contents stored once.
 //!
 //! Every content small enough to be packed is hashed with a keyed BLAKE3
-//! (a random key per handle, never stored) when it is staged (by the
-//! import's I/O threads, or inline by `put`). A content whose hash matches
+//! (keyed by the content-hash subkey, derived from the master key) when it
+//! is staged (by the import's I/O threads, or inline by `put`). A content whose hash matches
 //! one staged earlier in the same session (since the last commit or
 //! rollback) gets the same locator: the same bytes of the same pack.
 //! Sharing packed bytes needs no reference counts: the pack-reference tree
@@ -22,15 +22,14 @@
 //! decoding a frame of up to 1 MiB per match (which doubled the import
 //! time of a 46k-file tree).
 //!
-//! Not covered yet: contents stored in earlier commits (a persisted index
-//! of hashes, removed with their frames so no hash of deleted content
-//! outlives it) and framed (large) files (their frames are freed with
-//! their record, so sharing them needs reference counts).
+//! Contents of earlier commits are found through the content index
+//! (`data::index`), which the commit fills from what this module noted.
+//! Not covered: framed (large) files (their frames are freed with their
+//! record, so sharing them needs reference counts).
 
 use std::collections::HashMap;
 
-use crate::crypto::seal::fill_random;
-use crate::error::Result;
+use crate::data::index::{Hint, Range, hint_of};
 use crate::format::ptr::Ptr;
 
 /// Where a content was stored: at `offset` of pack `pack_id`, `len`
@@ -47,17 +46,19 @@ pub struct Dedup {
     first: HashMap<[u8; 32], Noted>,
     /// Packs of this session written unchanged, by id: their frame.
     written: HashMap<u64, Ptr>,
+    /// Committed packed frames found through the content index, by offset.
+    committed: HashMap<u64, Ptr>,
 }
 
 impl Dedup {
-    pub fn new() -> Result<Dedup> {
-        let mut key = [0u8; 32];
-        fill_random(&mut key)?;
-        Ok(Dedup {
-            key,
+    /// Hashes under `key`, the content-hash subkey.
+    pub fn new(key: &[u8; 32]) -> Dedup {
+        Dedup {
+            key: *key,
             first: HashMap::new(),
             written: HashMap::new(),
-        })
+            committed: HashMap::new(),
+        }
     }
 
     /// The keyed hash of `data`.
@@ -92,10 +93,38 @@ impl Dedup {
         self.written.get(&pack_id)
     }
 
+    /// A committed frame the content index led to earlier, by offset.
+    pub fn committed_frame(&self, at: u64) -> Option<Ptr> {
+        self.committed.get(&at).copied()
+    }
+
+    pub fn note_committed_frame(&mut self, frame: Ptr) {
+        self.committed.insert(frame.offset, frame);
+    }
+
+    /// The ranges of written packs where contents of at least `min` bytes
+    /// were noted, with their hints.
+    pub fn written_ranges(&self, min: usize) -> HashMap<Range, Hint> {
+        self.first
+            .iter()
+            .filter(|(_, n)| n.len as usize >= min)
+            .filter_map(|(hash, n)| {
+                let frame = self.written.get(&n.pack_id)?;
+                let r = Range {
+                    frame: frame.offset,
+                    offset: n.offset,
+                    len: n.len,
+                };
+                Some((r, hint_of(hash)))
+            })
+            .collect()
+    }
+
     /// Forgets the session (after a commit or a rollback).
     pub fn clear(&mut self) {
         self.first.clear();
         self.written.clear();
+        self.committed.clear();
     }
 }
 

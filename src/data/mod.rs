@@ -4,5 +4,6 @@
 
 pub mod dedup;
 pub mod frames;
+pub mod index;
 pub mod pack;
 pub mod read;

@@ -475,8 +475,16 @@ impl Store {
     /// its codec byte and where its body lies in `cbuf`.
     fn read_open(&self, ptr: &Ptr, kind: Kind, cbuf: &mut Vec<u8>) -> Result<(u8, Range<usize>)> {
         self.check_ptr(ptr)?;
-        cbuf.clear();
-        cbuf.resize(ptr.len as usize, 0);
+        // Sized without zeroing what it already holds (the read overwrites
+        // it all). The sealed bytes are copied out of the file (or its map)
+        // before they are opened: authenticating and decrypting in one pass
+        // over a shared map could decrypt bytes another process changed
+        // after they were authenticated.
+        let n = ptr.len as usize;
+        if cbuf.len() < n {
+            cbuf.resize(n, 0);
+        }
+        cbuf.truncate(n);
         self.backend.read_at(ptr.offset, cbuf)?;
         if cbuf[cbuf.len() - seal::TAG_LEN..] != ptr.tag {
             return Err(Error::corrupt(

@@ -79,8 +79,17 @@ fn some_path(rng: &mut XorShift, st: &State) -> String {
 
 /// Contents that recur (seed, length), all long enough to be packed: one
 /// put in four stores one of them, so duplicates (and their sharing, see
-/// `data::dedup`) meet deletes, renames, rollbacks and commits.
-const RECURRING: [(u64, usize); 4] = [(1, 300), (2, 700), (3, 2900), (4, 200)];
+/// `data::dedup`) meet deletes, renames, rollbacks and commits; the last
+/// two are long enough for the content index (`data::index`), so copies
+/// in later commits share too.
+const RECURRING: [(u64, usize); 6] = [
+    (1, 300),
+    (2, 700),
+    (3, 2900),
+    (4, 200),
+    (5, 4096),
+    (6, 12_000),
+];
 
 fn random_data(rng: &mut XorShift) -> Vec<u8> {
     if rng.chance(1, 4) {

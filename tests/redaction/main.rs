@@ -255,6 +255,19 @@ fn crash_past_commit_point(defer: bool) {
             "op count of the replay differs from the dry run: commit point moved \
              (replay log {log:?})"
         );
+        if r.is_ok() && !be.failed() {
+            // The replay finished in fewer operations than the dry run, so
+            // the cut was never reached: the redaction zeroes adjacent
+            // extents with one write, and which freed regions end up
+            // adjacent depends on sealed sizes that vary from run to run
+            // (random tags compress differently). Nothing was cut.
+            assert!(
+                log.len() <= n,
+                "commit cut at op {n} finished without failing after {} ops",
+                log.len()
+            );
+            continue;
+        }
         match &r {
             Err(Error::RedactionPending { sequence, .. }) => assert!(
                 (new_seq..=stats.sequence).contains(sequence),
