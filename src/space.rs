@@ -23,7 +23,7 @@ use crate::btree;
 use crate::btree::apply::Change;
 use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
-use crate::data::index::NewContent;
+use crate::data::index::{NewContent, RefsByFrame};
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::DATA_START;
@@ -381,7 +381,11 @@ impl Lockbox {
     /// (renamed, or shared again) is kept; one that keeps live members next
     /// to ranges that may have died is left for the relocation commits
     /// (`relocate.rs`). Returns `(freed, to_repack)`.
-    fn sort_touched(&self, touched: Touched) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
+    fn sort_touched(
+        &self,
+        touched: Touched,
+        refs: &mut RefsByFrame,
+    ) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
         // Ranges of each touched frame that staged entries use.
         let mut staged_uses: BTreeMap<u64, BTreeSet<(u32, u64)>> = BTreeMap::new();
         let staged = self.toc.values().flatten().map(|r| (&r.content, r.len));
@@ -404,9 +408,9 @@ impl Lockbox {
                 continue; // every range left is still used: nothing died
             }
             let unchanged = self
-                .pack_members(frame.offset)?
+                .refs_of(refs, frame.offset)?
                 .iter()
-                .filter(|(tag, key)| match *tag {
+                .filter(|(tag, key, _)| match *tag {
                     TAG_TOC => !self.toc.contains_key(key),
                     _ => !self.vars.contains_key(key),
                 })
@@ -478,7 +482,10 @@ impl Lockbox {
     /// pack-reference changes. Runs at the start of a commit.
     pub(crate) fn plan_space(&mut self) -> Result<SpacePlan> {
         let touched = self.touched_packs()?;
-        let (mut freed_ptrs, mut to_repack) = self.sort_touched(touched)?;
+        // Committed member references of the frames this commit reads them
+        // for (sorting touched frames, then the content index).
+        let mut refs = RefsByFrame::new();
+        let (mut freed_ptrs, mut to_repack) = self.sort_touched(touched, &mut refs)?;
         if self.repack_inline(&to_repack) {
             // Small enough for one relocation batch: done here, as one.
             self.repack_now(&to_repack)?;
@@ -570,7 +577,7 @@ impl Lockbox {
         }
         // Pack references added (after removals: the same key re-added
         // wins), with their hints, and the content index's changes.
-        let mut index = self.plan_index(&news, &olds, generation)?;
+        let mut index = self.plan_index(&news, &olds, generation, &mut refs)?;
         for (tag, k, c, _) in &news {
             if let Content::Packed { frame, .. } = c {
                 let value = index.values.remove(&(*tag, k.clone())).unwrap_or_default();

@@ -14,6 +14,7 @@ use crate::format::ptr::Ptr;
 use crate::lockbox::{Lockbox, now};
 
 pub use crate::storage::backend::Backend;
+pub use crate::storage::memory::{read_image, write_image};
 pub use crate::verify::Inspection;
 
 /// Region kinds, as numbered in `docs/format.md`.

@@ -102,16 +102,8 @@ fn forge_archive(free: impl Fn(&Layout) -> Vec<(u64, u64)>, list: &[(u64, u64)])
         &mut img,
         forge::CommitRecord {
             seq: g,
-            toc: forge::Root {
-                root: Some(leaf),
-                height: 1,
-                count: 1,
-            },
-            free: forge::Root {
-                root: Some(fp),
-                height: 1,
-                count: extents.len() as u64,
-            },
+            toc: forge::Root::leaf(leaf, 1),
+            free: forge::Root::leaf(fp, extents.len() as u64),
             redact,
             time: 1_700_000_000,
             ..Default::default()

@@ -648,16 +648,8 @@ fn forged_frame(s: &mut Src<'_>) -> Vec<u8> {
     let vp = forge::append_plain(keys, &mut img, forge::kind::VAR_NODE, generation, &vleaf);
     let rec = forge::CommitRecord {
         seq: generation,
-        toc: forge::Root {
-            root: Some(lp),
-            height: 1,
-            count: 2,
-        },
-        vars: forge::Root {
-            root: Some(vp),
-            height: 1,
-            count: 1,
-        },
+        toc: forge::Root::leaf(lp, 2),
+        vars: forge::Root::leaf(vp, 1),
         time: 1_700_000_000,
         ..Default::default()
     };

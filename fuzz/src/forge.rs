@@ -130,6 +130,17 @@ pub struct Root {
     pub count: u64,
 }
 
+impl Root {
+    /// A tree of one leaf at `ptr` holding `count` entries.
+    pub fn leaf(ptr: Ptr, count: u64) -> Root {
+        Root {
+            root: Some(ptr),
+            height: 1,
+            count,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitRecord {
     pub seq: u64,

@@ -126,7 +126,11 @@ pub fn decode_member_value(v: &[u8]) -> Option<Option<(Hint, u32, u32)>> {
 }
 
 /// A committed member reference of one frame: tag, key, hint and range.
-type MemberRef = (u8, Vec<u8>, Option<(Hint, u32, u32)>);
+pub type MemberRef = (u8, Vec<u8>, Option<(Hint, u32, u32)>);
+
+/// Committed member references by frame offset, each frame read once per
+/// commit (`Lockbox::refs_of`).
+pub type RefsByFrame = HashMap<u64, Vec<MemberRef>>;
 
 /// A staged record's content, by tag and key, with its length.
 pub type NewContent = (u8, Vec<u8>, Content, u64);
@@ -210,15 +214,16 @@ impl Lockbox {
 
     /// Works out the index side of a commit. `news` are the staged records
     /// (tag, key, content, length), `olds` the committed contents of every
-    /// staged key; `generation` is the commit's.
+    /// staged key; `generation` is the commit's; `refs` the frames' member
+    /// references read so far in this commit.
     pub(crate) fn plan_index(
         &self,
         news: &[NewContent],
         olds: &[OldContent],
         generation: u64,
+        refs: &mut RefsByFrame,
     ) -> Result<IndexPlan> {
         let session = self.dedup.written_ranges(INDEX_MIN);
-        let mut refs: HashMap<u64, Vec<MemberRef>> = HashMap::new();
         let mut values = HashMap::new();
         let mut changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         // Hinted ranges that new members use.
@@ -240,7 +245,7 @@ impl Lockbox {
             } else {
                 // A committed range (renamed, or shared through the index):
                 // the hint its committed members carry.
-                self.refs_of(&mut refs, frame.offset)?
+                self.refs_of(refs, frame.offset)?
                     .iter()
                     .find_map(|(_, _, v)| v.filter(|v| (v.1, v.2) == (r.offset, r.len)))
                     .map(|v| v.0)
@@ -260,7 +265,7 @@ impl Lockbox {
             if (*len as usize) < INDEX_MIN {
                 continue;
             }
-            let members = self.refs_of(&mut refs, frame.offset)?;
+            let members = self.refs_of(refs, frame.offset)?;
             let Some((h, offset, len)) = members
                 .iter()
                 .find(|(t, k, _)| t == tag && k == key)
@@ -296,9 +301,9 @@ impl Lockbox {
     }
 
     /// The committed member references of the frame at `at`, read once.
-    fn refs_of<'a>(
+    pub(crate) fn refs_of<'a>(
         &self,
-        refs: &'a mut HashMap<u64, Vec<MemberRef>>,
+        refs: &'a mut RefsByFrame,
         at: u64,
     ) -> Result<&'a [MemberRef]> {
         match refs.entry(at) {

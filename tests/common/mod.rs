@@ -5,6 +5,9 @@
 #[path = "../draw/mod.rs"]
 mod draw;
 pub use draw::Draw;
+#[path = "../paths/mod.rs"]
+mod paths;
+pub use paths::{has_children, subtree};
 
 use lockbox::{Entry, Error, Key, Lockbox};
 use std::cmp::Ordering;
@@ -419,21 +422,12 @@ impl RefState {
     }
 
     pub fn has_children(&self, p: &str) -> bool {
-        let pre = format!("{p}/");
-        self.entries
-            .range(pre.clone()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&pre))
+        has_children(&self.entries, p)
     }
 
     /// Stored keys at or below `p` (`""`: all).
     pub fn subtree(&self, p: &str) -> Vec<String> {
-        let pre = format!("{p}/");
-        self.entries
-            .keys()
-            .filter(|k| p.is_empty() || k.as_str() == p || k.starts_with(&pre))
-            .cloned()
-            .collect()
+        subtree(&self.entries, p)
     }
 
     /// A one-line summary (paths with kinds and lengths, variable names

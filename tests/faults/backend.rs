@@ -2,6 +2,7 @@
 //! then on.
 
 use super::*;
+use lockbox::testing::{read_image, write_image};
 
 // ---------------------------------------------------------------------------
 // The fault backend
@@ -97,32 +98,13 @@ impl Backend for FaultBackend {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> lockbox::Result<()> {
         let mut d = self.disk();
         self.hit(&mut d, OpKind::Read)?;
-        let start = offset as usize;
-        match start
-            .checked_add(buf.len())
-            .filter(|&e| e <= d.current.len())
-        {
-            Some(end) => {
-                buf.copy_from_slice(&d.current[start..end]);
-                Ok(())
-            }
-            None => Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past the end",
-            ))),
-        }
+        read_image(&d.current, offset, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> lockbox::Result<()> {
         let mut d = self.disk();
         self.hit(&mut d, OpKind::Write)?;
-        let start = offset as usize;
-        let end = start + data.len();
-        if d.current.len() < end {
-            d.current.resize(end, 0);
-        }
-        d.current[start..end].copy_from_slice(data);
-        Ok(())
+        write_image(&mut d.current, offset, data)
     }
 
     fn sync(&self) -> lockbox::Result<()> {

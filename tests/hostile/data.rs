@@ -13,14 +13,7 @@ use super::*;
 fn file_claims_2_pow_60_bytes_with_one_frame() {
     let mut b = Build::new();
     let fr = b.frame(&drivers::content(1, 65536));
-    let rec = Record::file(
-        1 << 60,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 0,
-            root: fr,
-        },
-    );
+    let rec = framed(1 << 60, 65536, 0, fr);
     let l = b.leaf(&[(b"huge", rec.encode())]);
     let lb = Arc::new(open(b.image(Some((l, 1, 1)), None)).unwrap());
     let l2 = lb.clone();
@@ -95,14 +88,7 @@ fn file_claims_2_pow_60_bytes_with_one_frame() {
 fn impossible_length_is_refused_before_allocating() {
     let mut b = Build::new();
     let fr = b.frame(&drivers::content(1, 65536));
-    let rec = Record::file(
-        200 << 20,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 0,
-            root: fr,
-        },
-    );
+    let rec = framed(200 << 20, 65536, 0, fr);
     let l = b.leaf(&[(b"f", rec.encode())]);
     let lb = open(b.image(Some((l, 1, 1)), None)).unwrap();
     let t = Instant::now();
@@ -160,14 +146,7 @@ fn child_extract_all_huge() {
     }
     let mut b = Build::new();
     let fr = b.frame(&drivers::content(1, 65536));
-    let rec = Record::file(
-        1 << 60,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 0,
-            root: fr,
-        },
-    );
+    let rec = framed(1 << 60, 65536, 0, fr);
     let l = b.leaf(&[(b"huge", rec.encode())]);
     let lb = open(b.image(Some((l, 1, 1)), None)).unwrap();
     println!("CHILD-START");
@@ -182,14 +161,7 @@ fn frame_index_depth_and_shape() {
     let mut b = Build::new();
     let fr = b.frame(&data);
     let idx = b.seal(kind::FRAME_INDEX, &forge::index_page(&[fr]));
-    let rec = Record::file(
-        65536,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 5,
-            root: idx,
-        },
-    );
+    let rec = framed(65536, 65536, 5, idx);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "index depth 5",
@@ -202,14 +174,7 @@ fn frame_index_depth_and_shape() {
     let f1 = b.frame(&data);
     let f2 = b.frame(&data);
     let idx = b.seal(kind::FRAME_INDEX, &forge::index_page(&[f1, f2]));
-    let rec = Record::file(
-        2 * 65536,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 2,
-            root: idx,
-        },
-    );
+    let rec = framed(2 * 65536, 65536, 2, idx);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "index depth 2 over 1 level",
@@ -222,14 +187,7 @@ fn frame_index_depth_and_shape() {
     let f1 = b.frame(&data);
     let many = vec![f1; 2049];
     let idx = b.seal(kind::FRAME_INDEX, &forge::index_page(&many));
-    let rec = Record::file(
-        2049 * 65536,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 1,
-            root: idx,
-        },
-    );
+    let rec = framed(2049 * 65536, 65536, 1, idx);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "index of 2049",
@@ -242,14 +200,7 @@ fn frame_index_depth_and_shape() {
     let mut page = forge::index_page(&[f1]);
     page[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
     let idx = b.seal(kind::FRAME_INDEX, &page);
-    let rec = Record::file(
-        65536,
-        Content::Frames {
-            frame_size: 65536,
-            depth: 1,
-            root: idx,
-        },
-    );
+    let rec = framed(65536, 65536, 1, idx);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "index count 2^32-1",
@@ -260,14 +211,7 @@ fn frame_index_depth_and_shape() {
     // Frame size 0, and frames whose length differs from the layout.
     let mut b = Build::new();
     let f1 = b.frame(&data);
-    let rec = Record::file(
-        65536,
-        Content::Frames {
-            frame_size: 0,
-            depth: 0,
-            root: f1,
-        },
-    );
+    let rec = framed(65536, 0, 0, f1);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "frame size 0",
@@ -279,28 +223,10 @@ fn frame_index_depth_and_shape() {
     let f1 = b.frame(&data[..1000]);
     let f2 = b.frame(&data[..1000]);
     let idx = b.seal(kind::FRAME_INDEX, &forge::index_page(&[f1, f2]));
-    let rec = Record::file(
-        2000,
-        Content::Frames {
-            frame_size: 1000,
-            depth: 1,
-            root: idx,
-        },
-    );
+    let rec = framed(2000, 1000, 1, idx);
     let l = b.leaf(&[
         (b"f", rec.encode()),
-        (
-            b"g",
-            Record::file(
-                1500,
-                Content::Frames {
-                    frame_size: 1000,
-                    depth: 1,
-                    root: idx,
-                },
-            )
-            .encode(),
-        ),
+        (b"g", framed(1500, 1000, 1, idx).encode()),
     ]);
     let lb = open(b.image(Some((l, 1, 2)), None)).unwrap();
     assert_eq!(
@@ -325,14 +251,7 @@ fn frame_index_depth_and_shape() {
     };
     let idx = b.seal(kind::FRAME_INDEX, &forge::index_page(&[own]));
     assert_eq!((idx.offset, idx.len), (own.offset, own.len));
-    let rec = Record::file(
-        100,
-        Content::Frames {
-            frame_size: 100,
-            depth: 2,
-            root: idx,
-        },
-    );
+    let rec = framed(100, 100, 2, idx);
     let l = b.leaf(&[(b"f", rec.encode())]);
     refused(
         "index entry = itself",
@@ -419,14 +338,7 @@ fn pointers_out_of_bounds_or_lying() {
         let mut b = Build::new();
         let fr = b.frame(&data);
         let bad = f(fr);
-        let rec = Record::file(
-            3000,
-            Content::Frames {
-                frame_size: 65536,
-                depth: 0,
-                root: bad,
-            },
-        );
+        let rec = framed(3000, 65536, 0, bad);
         let l = b.leaf(&[(b"f", rec.encode())]);
         refused(
             &format!("frame ptr: {case}"),
@@ -562,14 +474,7 @@ pub(super) fn forge_frame(codec: u8, body: &[u8], raw_len: u32) -> Vec<u8> {
     let keys = forge::unwrap_raw(&img, &drivers::RAW).unwrap();
     let g = forge::newest_commit(&keys, &img).unwrap().seq + 1;
     let fr = forge::append(&keys, &mut img, forge::kind::FRAME, g, raw_len, codec, body);
-    let rec = Record::file(
-        raw_len as u64,
-        Content::Frames {
-            frame_size: raw_len.max(1),
-            depth: 0,
-            root: fr,
-        },
-    );
+    let rec = framed(raw_len as u64, raw_len.max(1), 0, fr);
     let leaf = forge::leaf(&[(b"f".to_vec(), rec.encode())]);
     let lp = forge::append_plain(&keys, &mut img, forge::kind::TOC_NODE, g, &leaf);
     forge::commit_both(
@@ -577,11 +482,7 @@ pub(super) fn forge_frame(codec: u8, body: &[u8], raw_len: u32) -> Vec<u8> {
         &mut img,
         forge::CommitRecord {
             seq: g,
-            toc: forge::Root {
-                root: Some(lp),
-                height: 1,
-                count: 1,
-            },
+            toc: forge::Root::leaf(lp, 1),
             time: 1_700_000_000,
             ..Default::default()
         },

@@ -154,6 +154,19 @@ impl Build {
     }
 }
 
+/// A file record of `len` bytes over `frame_size`-byte frames reached
+/// through `depth` levels of index pages from `root`.
+fn framed(len: u64, frame_size: u32, depth: u8, root: Ptr) -> Record {
+    Record::file(
+        len,
+        Content::Frames {
+            frame_size,
+            depth,
+            root,
+        },
+    )
+}
+
 fn open(image: Vec<u8>) -> lockbox::Result<Lockbox> {
     Lockbox::builder().open_bytes(image, key())
 }
@@ -360,30 +373,8 @@ fn control_well_formed_archive_from_hooks_reads_and_verifies() {
         (b"d\0l", Record::symlink(b"../a").encode()),
     ]);
     let leaf2 = b.leaf(&[
-        (
-            b"m",
-            Record::file(
-                5000,
-                Content::Frames {
-                    frame_size: 65536,
-                    depth: 0,
-                    root: f1,
-                },
-            )
-            .encode(),
-        ),
-        (
-            b"n",
-            Record::file(
-                big.len() as u64,
-                Content::Frames {
-                    frame_size: 65536,
-                    depth: 1,
-                    root: idx,
-                },
-            )
-            .encode(),
-        ),
+        (b"m", framed(5000, 65536, 0, f1).encode()),
+        (b"n", framed(big.len() as u64, 65536, 1, idx).encode()),
     ]);
     let root = b.internal(1, &[(b"", leaf1), (b"m", leaf2)]);
     let vleaf = b.var_leaf(&[(b"v", forge::var_value(3, &Content::Inline(b"val".to_vec())))]);

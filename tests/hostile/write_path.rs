@@ -35,16 +35,8 @@ fn forge_free(extents: &[(u64, u64)]) -> Vec<u8> {
         &mut img,
         forge::CommitRecord {
             seq: g,
-            toc: forge::Root {
-                root: Some(lp),
-                height: 1,
-                count: 1,
-            },
-            free: forge::Root {
-                root: Some(fp),
-                height: 1,
-                count: extents.len() as u64,
-            },
+            toc: forge::Root::leaf(lp, 1),
+            free: forge::Root::leaf(fp, extents.len() as u64),
             time: 1_700_000_000,
             ..Default::default()
         },
@@ -397,14 +389,7 @@ fn compact_hostile_archives() {
     {
         let mut b = Build::new();
         let fr = b.frame(&drivers::content(1, 65536));
-        let rec = Record::file(
-            1 << 60,
-            Content::Frames {
-                frame_size: 65536,
-                depth: 0,
-                root: fr,
-            },
-        );
+        let rec = framed(1 << 60, 65536, 0, fr);
         let l = b.leaf(&[(b"huge", rec.encode())]);
         images.push(("2^60 bytes in one frame", b.image(Some((l, 1, 1)), None)));
     }

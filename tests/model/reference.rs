@@ -33,11 +33,7 @@ pub fn ancestors(p: &str) -> impl Iterator<Item = &str> {
 
 impl State {
     pub fn has_children(&self, p: &str) -> bool {
-        let pre = format!("{p}/");
-        self.entries
-            .range(pre.clone()..)
-            .next()
-            .is_some_and(|(k, _)| k.starts_with(&pre))
+        common::has_children(&self.entries, p)
     }
     pub fn kind(&self, p: &str) -> Option<Kind> {
         match self.entries.get(p) {
@@ -53,15 +49,7 @@ impl State {
     }
     /// Stored keys at or below `p` ("" = all).
     pub fn subtree(&self, p: &str) -> Vec<String> {
-        if p.is_empty() {
-            return self.entries.keys().cloned().collect();
-        }
-        let pre = format!("{p}/");
-        self.entries
-            .keys()
-            .filter(|k| k.as_str() == p || k.starts_with(&pre))
-            .cloned()
-            .collect()
+        common::subtree(&self.entries, p)
     }
     pub fn implicit_dirs(&self) -> BTreeSet<String> {
         let mut s = BTreeSet::new();

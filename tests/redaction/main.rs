@@ -159,6 +159,21 @@ fn check_recovered(img: Vec<u8>, w: &World, new_seq: u64, label: &str, t: &mut T
     check(&lb, &w2, &raw, &format!("{label}, next commit"), t);
 }
 
+/// A lockbox on a recording backend with two durable commits: a populated
+/// one, then a session of churn.
+fn populated(seed: u64) -> (World, RecBackend, Lockbox) {
+    let mut w = World::new(seed);
+    let be = RecBackend::new();
+    let mut lb = Lockbox::builder()
+        .create_on(Box::new(be.clone()), raw_key(7))
+        .unwrap();
+    populate(&mut w, &mut lb);
+    w.commit(&mut lb);
+    session_churn(&mut w, &mut lb);
+    w.commit(&mut lb);
+    (w, be, lb)
+}
+
 /// A deleting commit cut right after its commit point and at every later
 /// backend operation: inside its redaction and, with `defer`
 /// (`Builder::relocation_batch(1)`: every repack goes to relocation
@@ -172,15 +187,7 @@ fn crash_past_commit_point(defer: bool) {
     let what = if defer { "deferred repack" } else { "default" };
 
     // The starting image: one populated commit, then one more, all durable.
-    let mut w0 = World::new(seed);
-    let be = RecBackend::new();
-    let mut lb = Lockbox::builder()
-        .create_on(Box::new(be.clone()), raw_key(7))
-        .unwrap();
-    populate(&mut w0, &mut lb);
-    w0.commit(&mut lb);
-    session_churn(&mut w0, &mut lb);
-    w0.commit(&mut lb);
+    let (w0, be, lb) = populated(seed);
     let old_seq = lb.sequence();
     drop(lb);
     let base = be.durable();
@@ -410,15 +417,7 @@ fn crash_before_commit_point_leaves_no_garbage() {
     let started = Instant::now();
     let mut t = Tally::default();
     let seed = test_seed(0xBEF0);
-    let mut w0 = World::new(seed);
-    let be = RecBackend::new();
-    let mut lb = Lockbox::builder()
-        .create_on(Box::new(be.clone()), raw_key(7))
-        .unwrap();
-    populate(&mut w0, &mut lb);
-    w0.commit(&mut lb);
-    session_churn(&mut w0, &mut lb);
-    w0.commit(&mut lb);
+    let (mut w0, be, mut lb) = populated(seed);
     // free space for the cut commit to write into: a large file and some
     // small ones deleted, then one more commit moves them to the index
     let large = w0.staged.files_where(|l| l > FRAME);

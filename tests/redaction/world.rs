@@ -22,15 +22,7 @@ pub struct Model {
 
 impl Model {
     pub fn subtree(&self, p: &str) -> Vec<String> {
-        if p.is_empty() {
-            return self.entries.keys().cloned().collect();
-        }
-        let pre = format!("{p}/");
-        self.entries
-            .keys()
-            .filter(|k| k.as_str() == p || k.starts_with(&pre))
-            .cloned()
-            .collect()
+        crate::support::paths::subtree(&self.entries, p)
     }
 
     pub fn files(&self) -> Vec<String> {

@@ -11,6 +11,8 @@
 
 #[path = "../draw/mod.rs"]
 mod draw;
+#[path = "../paths/mod.rs"]
+pub mod paths;
 pub use draw::Draw;
 
 use lockbox::{Entry, EntryKind, Error, KdfParams, Key, Lockbox};

@@ -14,7 +14,7 @@
 #![allow(dead_code)]
 
 use lockbox::Error;
-use lockbox::testing::Backend;
+use lockbox::testing::{Backend, read_image, write_image};
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -63,12 +63,7 @@ impl Pend {
 
 /// Writes `d` into `img` at `off`, growing `img` as needed.
 pub fn apply_bytes(img: &mut Vec<u8>, off: u64, d: &[u8]) {
-    let start = off as usize;
-    let end = start + d.len();
-    if img.len() < end {
-        img.resize(end, 0);
-    }
-    img[start..end].copy_from_slice(d);
+    write_image(img, off, d).expect("a test image offset fits in memory");
 }
 
 #[derive(Default)]
@@ -191,20 +186,7 @@ impl Backend for RecBackend {
         if d.failed {
             return Err(gone());
         }
-        let start = offset as usize;
-        match start
-            .checked_add(buf.len())
-            .filter(|&e| e <= d.current.len())
-        {
-            Some(end) => {
-                buf.copy_from_slice(&d.current[start..end]);
-                Ok(())
-            }
-            None => Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "read past the end",
-            ))),
-        }
+        read_image(&d.current, offset, buf)
     }
 
     fn write_at(&self, offset: u64, data: &[u8]) -> lockbox::Result<()> {

@@ -66,12 +66,23 @@ pub fn fs_create_bound(
     datas: &[Vec<u8>],
     threads: usize,
 ) -> io::Result<Duration> {
+    fs_create_with(root, paths, threads, |f, i| f.write_all(&datas[i]))
+}
+
+/// Creates the files at `paths` under `root` (their directories first,
+/// untimed), `write(file, i)` filling file `i`, on `threads` threads each
+/// timing its own share. Returns the wall time.
+fn fs_create_with(
+    root: &Path,
+    paths: &[String],
+    threads: usize,
+    write: impl Fn(&mut fs::File, usize) -> io::Result<()> + Sync,
+) -> io::Result<Duration> {
     make_parents(root, paths)?;
     timed_shares(threads, paths.len(), |share, ready| {
         ready();
         for i in share {
-            let mut f = fs::File::create(root.join(&paths[i]))?;
-            f.write_all(&datas[i])?;
+            write(&mut fs::File::create(root.join(&paths[i]))?, i)?;
         }
         Ok(())
     })
@@ -108,17 +119,12 @@ pub fn fs_create_sizes_bound(
     fill: &[u8],
     threads: usize,
 ) -> io::Result<Duration> {
-    make_parents(root, paths)?;
-    timed_shares(threads, paths.len(), |share, ready| {
-        ready();
-        for i in share {
-            let mut f = fs::File::create(root.join(&paths[i]))?;
-            let mut left = sizes[i];
-            while left > 0 {
-                let k = left.min(fill.len() as u64) as usize;
-                f.write_all(&fill[..k])?;
-                left -= k as u64;
-            }
+    fs_create_with(root, paths, threads, |f, i| {
+        let mut left = sizes[i];
+        while left > 0 {
+            let k = left.min(fill.len() as u64) as usize;
+            f.write_all(&fill[..k])?;
+            left -= k as u64;
         }
         Ok(())
     })
