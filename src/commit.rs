@@ -111,7 +111,7 @@ impl Lockbox {
             entries_changed: (self.toc.len() + self.vars.len()) as u64,
             ..Default::default()
         };
-        let plan = self.plan_space()?;
+        let mut plan = self.plan_space()?;
         let pending = |c: &Content| matches!(c, Content::Pending { .. });
         if self.toc.values().flatten().any(|r| pending(&r.content))
             || self.vars.values().flatten().any(|r| pending(&r.content))
@@ -124,7 +124,7 @@ impl Lockbox {
         let mut freed = plan.freed;
         let apply = |kind: Kind,
                      root,
-                     changes: &[Change],
+                     changes: &mut [Change],
                      stats: &mut CommitStats,
                      freed: &mut Vec<(u64, u64)>| {
             let mut a = Applier::new(&self.store, kind, generation, cap);
@@ -134,7 +134,7 @@ impl Lockbox {
             self.store.forget(&a.freed);
             Ok::<_, Error>(r)
         };
-        let toc_changes: Vec<Change> = self
+        let mut toc_changes: Vec<Change> = self
             .toc
             .iter()
             .map(|(k, v)| (k.clone(), v.as_ref().map(Record::encode)))
@@ -142,11 +142,11 @@ impl Lockbox {
         let toc = apply(
             Kind::TocNode,
             &self.committed.toc,
-            &toc_changes,
+            &mut toc_changes,
             &mut stats,
             &mut freed,
         )?;
-        let var_changes: Vec<Change> = self
+        let mut var_changes: Vec<Change> = self
             .vars
             .iter()
             .map(|(k, v)| (k.clone(), v.as_ref().map(VarRecord::encode)))
@@ -154,14 +154,14 @@ impl Lockbox {
         let vars = apply(
             Kind::VarNode,
             &self.committed.vars,
-            &var_changes,
+            &mut var_changes,
             &mut stats,
             &mut freed,
         )?;
         let packs = apply(
             Kind::PackNode,
             &self.committed.packs,
-            &plan.pack_changes,
+            &mut plan.pack_changes,
             &mut stats,
             &mut freed,
         )?;

@@ -23,7 +23,7 @@ use crate::btree;
 use crate::btree::apply::Change;
 use crate::btree::cursor::Cursor;
 use crate::crypto::seal::Kind;
-use crate::data::index::{NewContent, RefsByFrame};
+use crate::data::index::{NewContent, OldContent, RefsByFrame};
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::DATA_START;
@@ -170,7 +170,10 @@ pub struct SpacePlan {
 /// Staged entries that point into packed frames, by frame: (TOC keys,
 /// variable keys). Built once per commit, so finding a frame's staged
 /// members costs a lookup, not a scan of everything staged.
-pub(crate) type StagedUsers = HashMap<(u64, [u8; 16]), (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+pub(crate) type StagedUsers = HashMap<FrameKey, (Vec<Vec<u8>>, Vec<Vec<u8>>)>;
+
+/// A frame by offset and tag (what two pointers to one frame share).
+pub(crate) type FrameKey = (u64, [u8; 16]);
 
 /// A pack reference: member tag, member key, value.
 pub(crate) type PackRef = (u8, Vec<u8>, Vec<u8>);
@@ -388,8 +391,7 @@ impl Lockbox {
     ) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
         // Ranges of each touched frame that staged entries use.
         let mut staged_uses: BTreeMap<u64, BTreeSet<(u32, u64)>> = BTreeMap::new();
-        let staged = self.toc.values().flatten().map(|r| (&r.content, r.len));
-        for (c, len) in staged.chain(self.vars.values().flatten().map(|r| (&r.content, r.len))) {
+        for (c, len) in self.staged_contents() {
             if let Content::Packed { frame, offset } = c
                 && touched
                     .get(&frame.offset)
@@ -426,29 +428,43 @@ impl Lockbox {
 
     /// A pack this handle wrote earlier whose members partly died since is
     /// repacked, so its dead bytes are not kept alive by the live ones.
+    /// One pass over the staged entries sums each session pack's live
+    /// ranges (no key is copied); only packs with dead bytes, rare, have
+    /// their members gathered and moved.
     fn repack_session_packs(&mut self) -> Result<()> {
-        let mut users = self.staged_users();
-        for frame in std::mem::take(&mut self.session_packs) {
-            let (toc, vars) = users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
-            // Live bytes, each range once: deduplicated members share one.
-            let mut ranges: Vec<(u32, u64)> = toc
-                .iter()
-                .filter_map(|k| self.toc.get(k)?.as_ref().map(|r| (&r.content, r.len)))
-                .chain(
-                    vars.iter()
-                        .filter_map(|k| self.vars.get(k)?.as_ref().map(|r| (&r.content, r.len))),
-                )
-                .filter_map(|(c, len)| match c {
-                    Content::Packed { offset, .. } => Some((*offset, len)),
-                    _ => None,
-                })
-                .collect();
-            ranges.sort_unstable();
-            ranges.dedup();
-            let live: u64 = ranges.iter().map(|(_, l)| l).sum();
-            if live == 0 || live >= frame.raw_len as u64 {
-                continue;
+        if self.session_packs.is_empty() {
+            return Ok(());
+        }
+        let packs = std::mem::take(&mut self.session_packs);
+        let mut ranges: HashMap<FrameKey, Vec<(u32, u64)>> = packs
+            .iter()
+            .map(|f| ((f.offset, f.tag), Vec::new()))
+            .collect();
+        for (c, len) in self.staged_contents() {
+            if let Content::Packed { frame, offset } = c
+                && let Some(v) = ranges.get_mut(&(frame.offset, frame.tag))
+            {
+                v.push((*offset, len));
             }
+        }
+        // Live bytes, each range once: deduplicated members share one.
+        let dying: Vec<Ptr> = packs
+            .into_iter()
+            .filter(|f| {
+                let v = ranges.get_mut(&(f.offset, f.tag)).map(std::mem::take);
+                let mut v = v.unwrap_or_default();
+                v.sort_unstable();
+                v.dedup();
+                let live: u64 = v.iter().map(|(_, l)| l).sum();
+                live != 0 && live < f.raw_len as u64
+            })
+            .collect();
+        if dying.is_empty() {
+            return Ok(());
+        }
+        let mut users = self.staged_users();
+        for frame in dying {
+            let (toc, vars) = users.remove(&(frame.offset, frame.tag)).unwrap_or_default();
             let bytes = self.store.with_frame(&frame, |b| Ok(b.to_vec()))?;
             let cut = |c: &Content, len: u64| match c {
                 Content::Packed { offset, .. } => bytes
@@ -476,6 +492,13 @@ impl Lockbox {
             }
         }
         Ok(())
+    }
+
+    /// The contents and lengths of every staged entry that is not a
+    /// deletion: files first, then variables.
+    pub(crate) fn staged_contents(&self) -> impl Iterator<Item = (&Content, u64)> {
+        let toc = self.toc.values().flatten().map(|r| (&r.content, r.len));
+        toc.chain(self.vars.values().flatten().map(|r| (&r.content, r.len)))
     }
 
     /// Repacks, writes the open pack, and works out freed regions and the
@@ -511,14 +534,12 @@ impl Lockbox {
         let news: Vec<NewContent> = self
             .toc
             .iter()
-            .filter_map(|(k, r)| {
-                r.as_ref()
-                    .map(|r| (TAG_TOC, k.clone(), r.content.clone(), r.len))
-            })
-            .chain(self.vars.iter().filter_map(|(k, r)| {
-                r.as_ref()
-                    .map(|r| (TAG_VAR, k.clone(), r.content.clone(), r.len))
-            }))
+            .filter_map(|(k, r)| r.as_ref().map(|r| (TAG_TOC, &k[..], &r.content, r.len)))
+            .chain(
+                self.vars
+                    .iter()
+                    .filter_map(|(k, r)| r.as_ref().map(|r| (TAG_VAR, &k[..], &r.content, r.len))),
+            )
             .collect();
         let mut keep: BTreeSet<(u64, [u8; 16])> = BTreeSet::new();
         let mut session_refs: BTreeSet<u64> = BTreeSet::new();
@@ -542,21 +563,13 @@ impl Lockbox {
 
         // Committed contents the changes drop, and pack references removed.
         let mut freed: Vec<(u64, u64)> = Vec::new();
-        let mut pack_changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        let mut olds = Vec::new();
+        let mut pack_changes: Vec<Change> = Vec::new();
+        let mut olds: Vec<OldContent> = Vec::with_capacity(self.toc.len() + self.vars.len());
         for k in self.toc.keys() {
-            olds.push((
-                TAG_TOC,
-                k.clone(),
-                self.old_toc(k)?.map(|r| (r.content, r.len)),
-            ));
+            olds.push((TAG_TOC, k, self.old_toc(k)?.map(|r| (r.content, r.len))));
         }
         for k in self.vars.keys() {
-            olds.push((
-                TAG_VAR,
-                k.clone(),
-                self.old_var(k)?.map(|r| (r.content, r.len)),
-            ));
+            olds.push((TAG_VAR, k, self.old_var(k)?.map(|r| (r.content, r.len))));
         }
         for (tag, k, old) in &olds {
             match old {
@@ -570,7 +583,7 @@ impl Lockbox {
                     }
                 }
                 Some((Content::Packed { frame, .. }, _)) => {
-                    pack_changes.insert(pack_key(frame, *tag, k), None);
+                    pack_changes.push((pack_key(frame, *tag, k), None));
                 }
                 _ => {}
             }
@@ -578,14 +591,22 @@ impl Lockbox {
         // Pack references added (after removals: the same key re-added
         // wins), with their hints, and the content index's changes.
         let mut index = self.plan_index(&news, &olds, generation, &mut refs)?;
-        for (tag, k, c, _) in &news {
+        for (i, (tag, k, c, _)) in news.iter().enumerate() {
             if let Content::Packed { frame, .. } = c {
-                let value = index.values.remove(&(*tag, k.clone())).unwrap_or_default();
-                pack_changes.insert(pack_key(frame, *tag, k), Some(value));
+                let value = index.values.remove(&i).unwrap_or_default();
+                pack_changes.push((pack_key(frame, *tag, k), Some(value)));
             }
         }
-        pack_changes.extend(index.changes);
-        let pack_changes: Vec<Change> = pack_changes.into_iter().collect();
+        pack_changes.append(&mut index.changes);
+        // Sorted by key; of changes to one key, the last pushed wins.
+        pack_changes.sort_by(|a, b| a.0.cmp(&b.0));
+        pack_changes.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
 
         freed.extend(freed_ptrs.drain(..).map(|p| (p.offset, p.len as u64)));
         // Regions this handle wrote that nothing references.
@@ -628,13 +649,13 @@ impl Lockbox {
             })
             .unwrap_or(tail);
         self.store.set_tail(new_tail);
-        let changes = self
+        let mut changes = self
             .store
             .with_allocator(|a| a.changes())
             .unwrap_or_default();
         self.store.set_tail_only(true);
         let mut a = btree::apply::Applier::new(&self.store, Kind::FreeNode, generation, cap);
-        let r = a.apply(&self.committed.free, &changes);
+        let r = a.apply(&self.committed.free, &mut changes);
         self.store.set_tail_only(false);
         let root = r?;
         Ok((root, a.freed, a.pages_written, a.bytes_written))

@@ -48,7 +48,9 @@ impl<'a> Applier<'a> {
     }
 
     /// Applies `changes` (sorted by key, unique) and returns the new root.
-    pub fn apply(&mut self, root: &TreeRoot, changes: &[Change]) -> Result<TreeRoot> {
+    /// Keys and values are moved out of `changes` (left empty) into the
+    /// new nodes.
+    pub fn apply(&mut self, root: &TreeRoot, changes: &mut [Change]) -> Result<TreeRoot> {
         if changes.is_empty() {
             return Ok(*root);
         }
@@ -56,8 +58,8 @@ impl<'a> Applier<'a> {
         let (mut nodes, mut level) = match root.root {
             None => {
                 let entries: Vec<_> = changes
-                    .iter()
-                    .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+                    .iter_mut()
+                    .filter_map(|(k, v)| v.take().map(|v| (std::mem::take(k), v)))
                     .collect();
                 self.delta = entries.len() as i64;
                 (self.chunk_leaf(entries), 0u8)
@@ -144,7 +146,7 @@ impl<'a> Applier<'a> {
 
     /// Applies `changes` below `ptr` (a node at `level`); returns the
     /// replacement nodes, not yet written (zero, one or several).
-    fn rec(&mut self, ptr: &Ptr, level: u8, changes: &[Change]) -> Result<Vec<Node>> {
+    fn rec(&mut self, ptr: &Ptr, level: u8, changes: &mut [Change]) -> Result<Vec<Node>> {
         let node = self.store.read_node(self.kind, ptr, level)?;
         self.freed.push(*ptr);
         match &*node {
@@ -163,7 +165,7 @@ impl<'a> Applier<'a> {
                         Some((next, _)) => rest.partition_point(|(k, _)| k < next),
                         None => rest.len(),
                     };
-                    let (mine, after) = rest.split_at(take);
+                    let (mine, after) = std::mem::take(&mut rest).split_at_mut(take);
                     rest = after;
                     if mine.is_empty() {
                         slots.push(Slot::Old(key.clone(), *child));
@@ -217,7 +219,7 @@ impl<'a> Applier<'a> {
     fn merge(
         &mut self,
         entries: &[(Vec<u8>, Vec<u8>)],
-        changes: &[Change],
+        changes: &mut [Change],
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
         let mut out = Vec::with_capacity(entries.len() + changes.len());
         let (mut i, mut j) = (0, 0);
@@ -236,10 +238,10 @@ impl<'a> Applier<'a> {
                 _ => true,
             };
             if take_change {
-                let (k, v) = &changes[j];
+                let (k, v) = &mut changes[j];
                 j += 1;
-                if let Some(v) = v {
-                    out.push((k.clone(), v.clone()));
+                if let Some(v) = v.take() {
+                    out.push((std::mem::take(k), v));
                     self.delta += 1;
                 }
             } else {

@@ -133,14 +133,15 @@ pub type MemberRef = (u8, Vec<u8>, Option<(Hint, u32, u32)>);
 pub type RefsByFrame = HashMap<u64, Vec<MemberRef>>;
 
 /// A staged record's content, by tag and key, with its length.
-pub type NewContent = (u8, Vec<u8>, Content, u64);
+pub type NewContent<'a> = (u8, &'a [u8], &'a Content, u64);
 /// A staged key's committed content (tag, key, content and length).
-pub type OldContent = (u8, Vec<u8>, Option<(Content, u64)>);
+pub type OldContent<'a> = (u8, &'a [u8], Option<(Content, u64)>);
 
 /// What a commit does to the index: the values of its new member
-/// references (by tag and key; absent means empty) and the index changes.
+/// references (by position in the commit's `news`; absent means empty)
+/// and the index changes.
 pub struct IndexPlan {
-    pub values: HashMap<(u8, Vec<u8>), Vec<u8>>,
+    pub values: HashMap<usize, Vec<u8>>,
     pub changes: Vec<Change>,
 }
 
@@ -228,7 +229,7 @@ impl Lockbox {
         let mut changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
         // Hinted ranges that new members use.
         let mut live: HashSet<(Hint, Range)> = HashSet::new();
-        for (tag, key, c, len) in news {
+        for (i, (_, _, c, len)) in news.iter().enumerate() {
             let (Content::Packed { frame, offset }, Ok(len32)) = (c, u32::try_from(*len)) else {
                 continue;
             };
@@ -251,7 +252,7 @@ impl Lockbox {
                     .map(|v| v.0)
             };
             if let Some(h) = h {
-                values.insert((*tag, key.clone()), member_value(&h, r.offset, r.len));
+                values.insert(i, member_value(&h, r.offset, r.len));
                 changes.insert(index_key(&h), Some(r.encode()));
                 live.insert((h, r));
             }

@@ -2,7 +2,7 @@
 //! and the content locator they share.
 
 use super::bytes::{Put, Reader};
-use super::ptr::Ptr;
+use super::ptr::{PTR_LEN, Ptr};
 use crate::error::Result;
 
 /// Contents up to this many bytes are stored inline in the B-tree value.
@@ -77,6 +77,16 @@ impl Content {
                 Ok(Some(n))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// The length of [`encode`](Self::encode)'s output.
+    fn encoded_len(&self) -> usize {
+        match self {
+            Content::Empty | Content::Pending { .. } => 1,
+            Content::Inline(b) => 1 + b.len(),
+            Content::Packed { .. } => 1 + PTR_LEN + 4,
+            Content::Frames { .. } => 1 + 4 + 1 + PTR_LEN,
         }
     }
 
@@ -157,7 +167,8 @@ pub struct Record {
 
 impl Record {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(32 + INLINE_MAX);
+        let len = 25 + self.content.encoded_len();
+        let mut out = Vec::with_capacity(len);
         out.put_u8(match self.kind {
             EntryKind::File => 1,
             EntryKind::Dir => 2,
@@ -168,6 +179,7 @@ impl Record {
         out.put_u32(self.mtime_nanos);
         out.put_u64(self.len);
         self.content.encode(&mut out);
+        debug_assert_eq!(out.len(), len);
         out
     }
 
@@ -215,9 +227,11 @@ pub struct VarRecord {
 
 impl VarRecord {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + INLINE_MAX);
+        let len = 8 + self.content.encoded_len();
+        let mut out = Vec::with_capacity(len);
         out.put_u64(self.len);
         self.content.encode(&mut out);
+        debug_assert_eq!(out.len(), len);
         out
     }
 
