@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
-use crate::format::entry::{Content, EntryKind, MAX_TARGET, Record};
+use crate::format::entry::{Content, EntryKind, INLINE_MAX, MAX_TARGET, Record};
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::par::{io_pool, par_map_owned};
@@ -45,9 +45,9 @@ const LOAD_AHEAD: usize = 2;
 struct LoadRules {
     /// Bytes the batch may still hold.
     budget: AtomicU64,
-    /// Contents shorter than this may be packed (and deduplicated): only
-    /// those are hashed.
-    hash_below: u64,
+    /// Contents longer than this are stored apart from their record (and
+    /// deduplicated): only those are hashed.
+    hash_above: u64,
     dedup_key: [u8; 32],
 }
 
@@ -238,13 +238,13 @@ impl Loading {
 }
 
 /// Loads `batch` on the current pool's threads, keeping order, with the content
-/// hashes of what may be packed (keyed by `rules.dedup_key`, see
-/// `data::dedup`).
+/// hashes of what is stored apart from its record (keyed by
+/// `rules.dedup_key`, see `data::dedup`).
 fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, rules: &LoadRules) -> Vec<Loaded> {
     par_map_owned(batch, |(key, source)| {
         let data = load(&source, rules);
         let hash = match &data {
-            Ok((_, Some(d))) if (d.len() as u64) < rules.hash_below => {
+            Ok((_, Some(d))) if (d.len() as u64) > rules.hash_above => {
                 Some(*blake3::keyed_hash(&rules.dedup_key, d).as_bytes())
             }
             _ => None,
@@ -526,7 +526,7 @@ impl Lockbox {
         let batch = std::mem::take(&mut imp.batch);
         let rules = LoadRules {
             budget: AtomicU64::new(LOAD_BUDGET),
-            hash_below: self.pack_below() as u64,
+            hash_above: INLINE_MAX as u64,
             dedup_key: *self.dedup.key(),
         };
         if !batch.is_empty() {

@@ -571,12 +571,21 @@ impl Lockbox {
         for k in self.vars.keys() {
             olds.push((TAG_VAR, k, self.old_var(k)?.map(|r| (r.content, r.len))));
         }
+        // A framed content is freed with its last user: no staged entry
+        // keeps its root and no committed reference to it stays.
+        let mut dropped_roots = BTreeSet::new();
         for (tag, k, old) in &olds {
             match old {
-                Some((c @ Content::Frames { .. }, len)) => {
-                    if let Content::Frames { root, .. } = c
-                        && !keep.contains(&root.cache_key())
-                    {
+                Some((c @ Content::Frames { root, .. }, len)) => {
+                    pack_changes.push((pack_key(root, *tag, k), None));
+                    if keep.contains(&root.cache_key()) || !dropped_roots.insert(root.cache_key()) {
+                        continue;
+                    }
+                    let others = self
+                        .refs_of(&mut refs, root.offset)?
+                        .iter()
+                        .any(|(t, key, _)| !self.is_staged(*t, key));
+                    if !others {
                         regions.clear();
                         frame_regions(&self.store, c, *len, &mut regions)?;
                         freed.extend(regions.iter().map(|p| (p.offset, p.len as u64)));
@@ -592,7 +601,7 @@ impl Lockbox {
         // wins), with their hints, and the content index's changes.
         let mut index = self.plan_index(&news, &olds, generation, &mut refs)?;
         for (i, (tag, k, c, _)) in news.iter().enumerate() {
-            if let Content::Packed { frame, .. } = c {
+            if let Content::Packed { frame, .. } | Content::Frames { root: frame, .. } = c {
                 let value = index.values.remove(&i).unwrap_or_default();
                 pack_changes.push((pack_key(frame, *tag, k), Some(value)));
             }

@@ -23,6 +23,7 @@ pub mod kind {
     pub const VAR_NODE: u8 = 2;
     pub const FRAME: u8 = 3;
     pub const FRAME_INDEX: u8 = 4;
+    pub const PACK_NODE: u8 = 7;
 }
 
 fn kind_of(k: u8) -> Result<Kind> {
@@ -80,6 +81,17 @@ fn decode_root(r: Option<Root>) -> Result<TreeRoot> {
 /// (as built with [`seal`]), bypassing every check `put` makes. Staged
 /// changes are dropped. The handle should be reopened afterwards.
 pub fn commit_roots(lb: &mut Lockbox, toc: Option<Root>, vars: Option<Root>) -> Result<()> {
+    commit_trees(lb, toc, vars, None)
+}
+
+/// [`commit_roots`] with a pack-reference tree as well (which a
+/// well-formed archive with packed or framed files needs).
+pub fn commit_trees(
+    lb: &mut Lockbox,
+    toc: Option<Root>,
+    vars: Option<Root>,
+    packs: Option<Root>,
+) -> Result<()> {
     lb.toc.clear();
     lb.vars.clear();
     let seq = lb.next_gen();
@@ -89,6 +101,7 @@ pub fn commit_roots(lb: &mut Lockbox, toc: Option<Root>, vars: Option<Root>) -> 
         data_end: lb.store.tail(),
         toc: decode_root(toc)?,
         vars: decode_root(vars)?,
+        packs: decode_root(packs)?,
         time: now().0,
         ..Default::default()
     };

@@ -167,7 +167,7 @@ impl Lockbox {
             if let Some(c) = self.shared_copy(&hash, &member, data)? {
                 return Ok(c);
             }
-            if use_index && let Some(c) = self.indexed_copy(&hash, data.len())? {
+            if use_index && let Some(c) = self.indexed_copy(&hash, data.len() as u64)? {
                 return Ok(c);
             }
             if !self.pack.fits(data.len()) {
@@ -182,12 +182,36 @@ impl Lockbox {
             self.dedup.note(hash, noted);
             Ok(Content::Pending { pack_id, offset })
         } else {
+            let hash = hash.unwrap_or_else(|| self.dedup.hash(data));
+            let len = data.len() as u64;
+            if let Some(c) = self.framed_copy(&hash, len, use_index)? {
+                return Ok(c);
+            }
             let mut w = FrameWriter::new(frame as u32, self.next_gen());
             for batch in data.chunks(frame * BATCH_FRAMES) {
                 let chunks: Vec<&[u8]> = batch.chunks(frame).collect();
                 w.write(&self.store, &chunks)?;
             }
-            w.finish(&self.store)
+            let c = w.finish(&self.store)?;
+            self.dedup.note_framed(hash, c.clone(), len);
+            Ok(c)
+        }
+    }
+
+    /// An identical framed content of this session, or (`use_index`) of an
+    /// earlier commit, for a content of `len` bytes with keyed hash `hash`.
+    fn framed_copy(
+        &mut self,
+        hash: &[u8; 32],
+        len: u64,
+        use_index: bool,
+    ) -> Result<Option<Content>> {
+        if let Some(c) = self.dedup.framed(hash, len) {
+            return Ok(Some(c.clone()));
+        }
+        match use_index {
+            true => self.indexed_copy(hash, len),
+            false => Ok(None),
         }
     }
 
@@ -241,8 +265,17 @@ impl Lockbox {
             return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
         }
         let mut w = FrameWriter::new(frame as u32, self.next_gen());
-        let total = w.write_stream(&self.store, buf, r)?;
-        Ok((w.finish(&self.store)?, total))
+        let mut hasher = blake3::Hasher::new_keyed(self.dedup.key());
+        let total = w.write_stream(&self.store, buf, r, &mut hasher)?;
+        let written = w.finish(&self.store)?;
+        // A copy found only now: the frames just written stay unreferenced
+        // and the commit frees (and zeroes) them.
+        let hash = *hasher.finalize().as_bytes();
+        if let Some(c) = self.framed_copy(&hash, total, true)? {
+            return Ok((c, total));
+        }
+        self.dedup.note_framed(hash, written.clone(), total);
+        Ok((written, total))
     }
 
     pub(crate) fn stage(&mut self, key: Vec<u8>, record: Record) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ahash::AHashSet;
 
 use crate::crypto::seal::Kind;
-use crate::data::index::{self, Hint, Range};
+use crate::data::index::{self, Hint, Target};
 use crate::error::{Error, Result};
 use crate::format::bytes::Reader;
 use crate::format::commit::TreeRoot;
@@ -34,14 +34,19 @@ struct Walk<'a> {
     lb: &'a Lockbox,
     regions: Vec<(u64, u64)>,
     frames_seen: AHashSet<(u64, [u8; 16])>,
+    /// Framed contents' roots already walked, with the layout (length,
+    /// frame size, depth) of the first entry that named them: entries
+    /// sharing a content must agree on it.
+    roots_seen: ahash::AHashMap<(u64, [u8; 16]), (u64, u32, u8)>,
     /// Packed frames reached from a `Packed` locator: offset, length.
     packed_frames: AHashSet<(u64, u64)>,
-    /// Pack references expected from packed entries (with the member's
-    /// offset and length), and found in the tree (with their values).
-    packed: BTreeMap<Vec<u8>, (u32, u64)>,
+    /// Member references expected from packed and framed entries (with
+    /// what a hinted value must name), and found in the tree (with their
+    /// values).
+    packed: BTreeMap<Vec<u8>, Target>,
     pack_refs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Content-index entries (`data::index`).
-    index: Vec<(Hint, Range)>,
+    index: Vec<(Hint, Target)>,
     /// Free extents as `(start, end)`.
     free: Vec<(u64, u64)>,
     /// Plaintexts of every region read, for `inspect`.
@@ -81,6 +86,7 @@ impl Lockbox {
             lb: self,
             regions: Vec::new(),
             frames_seen: AHashSet::new(),
+            roots_seen: ahash::AHashMap::new(),
             packed_frames: AHashSet::new(),
             packed: BTreeMap::new(),
             pack_refs: BTreeMap::new(),
@@ -242,7 +248,7 @@ impl Walk<'_> {
                         Kind::VarNode => self.var_entry(k, v, ptr)?,
                         Kind::PackNode => match index::index_hint(k) {
                             Some(h) => {
-                                let r = Range::decode(v).ok_or_else(|| {
+                                let r = Target::decode(v).ok_or_else(|| {
                                     Error::corrupt("bad content-index entry", ptr.offset)
                                 })?;
                                 self.index.push((h, r));
@@ -297,22 +303,14 @@ impl Walk<'_> {
             return Err(differ());
         }
         let mut hinted = ahash::AHashSet::new();
-        for ((k, v), (pk, &(offset, len))) in self.pack_refs.iter().zip(&self.packed) {
+        for ((k, v), (pk, target)) in self.pack_refs.iter().zip(&self.packed) {
             if k != pk {
                 return Err(differ());
             }
             match index::decode_member_value(v) {
                 Some(None) => {}
-                Some(Some((h, o, l))) if o == offset && l as u64 == len => {
-                    let frame = u64::from_be_bytes(k[..8].try_into().map_err(|_| differ())?);
-                    hinted.insert((
-                        h,
-                        Range {
-                            frame,
-                            offset: o,
-                            len: l,
-                        },
-                    ));
+                Some(Some((h, tail))) if tail == target.tail => {
+                    hinted.insert((h, *target));
                 }
                 _ => {
                     return Err(Error::corrupt(
@@ -331,6 +329,13 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Notes the member reference a packed or framed entry must have.
+    fn expect_ref(&mut self, c: &Content, len: u64, tag: u8, key: &[u8]) {
+        if let Some((at, target)) = index::target_of(c, len) {
+            self.packed.insert(pack_key(at, tag, key), target);
+        }
+    }
+
     fn toc_entry(&mut self, key: &[u8], value: &[u8], leaf: &Ptr) -> Result<()> {
         self.tick();
         let at = leaf.offset;
@@ -338,10 +343,7 @@ impl Walk<'_> {
             return Err(Error::corrupt("invalid path in the table of contents", at));
         }
         let r = Record::decode(value, at)?;
-        if let Content::Packed { frame, offset } = &r.content {
-            self.packed
-                .insert(pack_key(frame, b'T', key), (*offset, r.len));
-        }
+        self.expect_ref(&r.content, r.len, b'T', key);
         if r.kind == EntryKind::File {
             self.content(&r.content, r.len, leaf)?;
         }
@@ -355,10 +357,7 @@ impl Walk<'_> {
             return Err(Error::corrupt("variable name is not UTF-8", at));
         }
         let r = VarRecord::decode(value, at)?;
-        if let Content::Packed { frame, offset } = &r.content {
-            self.packed
-                .insert(pack_key(frame, b'V', key), (*offset, r.len));
-        }
+        self.expect_ref(&r.content, r.len, b'V', key);
         self.content(&r.content, r.len, leaf)
     }
 
@@ -404,6 +403,17 @@ impl Walk<'_> {
                 depth,
                 root,
             } => {
+                let layout = (len, *frame_size, *depth);
+                match self.roots_seen.insert(root.cache_key(), layout) {
+                    Some(first) if first == layout => return Ok(()),
+                    Some(_) => {
+                        return Err(Error::corrupt(
+                            "entries sharing a content disagree on its layout",
+                            root.offset,
+                        ));
+                    }
+                    None => {}
+                }
                 let fs = *frame_size as u64;
                 let n = nframes.unwrap_or(0);
                 let mut ptrs = Vec::new();

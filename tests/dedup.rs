@@ -1,6 +1,9 @@
 //! Duplicate small contents are stored once (within a session: since the
 //! last commit or rollback), read back per path, and deleting some of the
 //! paths never takes the bytes of the others; deleting all leaves nothing.
+//! Large (framed) contents too, in a session and across commits, whether
+//! put from memory, streamed or imported: their frames are freed with
+//! their last user.
 //!
 //! Duplicates across commits: a packed content of at least 4 KiB committed
 //! once is found again through the content index, in any later session, and
@@ -469,5 +472,135 @@ fn a_second_import_of_a_tree_shares_its_files() {
     lb.verify().unwrap();
     for (p, body) in &bodies {
         assert_eq!(&lb.get(&format!("two/{p}")).unwrap(), body, "{p}");
+    }
+}
+
+/// A framed content put from memory, streamed, and put again in later
+/// commits is stored once; it survives the deletion or renaming of any of
+/// its users and goes, zeroed, with the last one.
+#[test]
+fn large_copies_share_their_frames_until_the_last_user_goes() {
+    let marker = *b"FRAMED-SHARED-01";
+    let mut big = random_bytes(31, 300_000);
+    big[70_000..70_016].copy_from_slice(&marker);
+    let build = |dups: bool| {
+        let mut lb = Lockbox::builder()
+            .create_in_memory(Key::raw([6; 32]))
+            .unwrap();
+        let other = |i: u64| {
+            let mut v = random_bytes(40 + i, big.len());
+            v[70_000..70_016].copy_from_slice(&marker);
+            v
+        };
+        let data = |i: u64| if dups { big.clone() } else { other(i) };
+        lb.put("a", &data(0)).unwrap();
+        lb.put_reader("b", &data(1)[..]).unwrap();
+        lb.commit().unwrap();
+        lb.verify().unwrap();
+        // Later commits: from memory (found before writing) and streamed
+        // (found after: the frames just written are freed by the commit).
+        lb.put("c", &data(2)).unwrap();
+        lb.commit().unwrap();
+        lb.put_reader("d", &data(3)[..]).unwrap();
+        lb.commit().unwrap();
+        lb.verify().unwrap();
+        lb
+    };
+    // Live bytes (reachable sealed regions; freed space is zeroed, not
+    // necessarily trimmed).
+    let (shared, distinct) = (build(true), build(false));
+    let (a, b) = (
+        shared.verify().unwrap().region_bytes,
+        distinct.verify().unwrap().region_bytes,
+    );
+    assert!(
+        a + 3 * 290_000 < b,
+        "four copies of one 300 KB content: {a} live bytes vs {b} for distinct ones"
+    );
+    let mut lb = shared;
+    gone_but(&lb, "abcd", &big);
+
+    // Delete the first two copies: the others (not staged) keep the frames.
+    lb.delete("a").unwrap();
+    lb.delete("b").unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    gone_but(&lb, "cd", &big);
+    // Rename a third.
+    lb.rename("c", "e").unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert_eq!(lb.get("d").unwrap(), big);
+    assert_eq!(lb.get("e").unwrap(), big);
+    // Replace one in the same commit as a copy is added back.
+    lb.put("d", b"short now").unwrap();
+    lb.put("f", &big).unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert_eq!(lb.get("e").unwrap(), big);
+    assert_eq!(lb.get("f").unwrap(), big);
+    let before = lb.verify().unwrap().region_bytes;
+    lb.put("g", &big).unwrap();
+    lb.commit().unwrap();
+    let after = lb.verify().unwrap().region_bytes;
+    assert!(
+        after < before + 16_384,
+        "g was stored again: {before} -> {after}"
+    );
+
+    // Every user goes: nothing of the content is left, and a new copy is
+    // stored afresh (a stale index entry would point it at freed space).
+    for p in ["e", "f", "g"] {
+        lb.delete(p).unwrap();
+    }
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    gone(&lb, &marker, "all framed copies deleted");
+    lb.put_reader("fresh", &big[..]).unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    assert_eq!(lb.get("fresh").unwrap(), big);
+}
+
+/// Every path of `paths` (one letter each) reads `want`.
+fn gone_but(lb: &Lockbox, paths: &str, want: &[u8]) {
+    for p in paths.chars() {
+        assert!(lb.get(&p.to_string()).unwrap() == want, "{p}");
+    }
+}
+
+/// Imported large duplicates (read whole by the I/O threads, or streamed
+/// by the writer) are stored once and extracted to every path.
+#[test]
+fn imported_large_duplicates_are_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join("x/y")).unwrap();
+    let whole = random_bytes(51, 1 << 20);
+    let streamed = random_bytes(52, 3 << 20);
+    for d in ["", "x", "x/y"] {
+        std::fs::write(src.join(d).join("whole.bin"), &whole).unwrap();
+        std::fs::write(src.join(d).join("streamed.bin"), &streamed).unwrap();
+    }
+    let path = tmp.path().join("a.lbox");
+    let mut lb = Lockbox::builder()
+        .profile(Profile::BulkImport)
+        .create(&path, Key::raw([2; 32]))
+        .unwrap();
+    lb.add_path(&src, "").unwrap();
+    lb.commit().unwrap();
+    let live = lb.verify().unwrap().region_bytes;
+    let once = (whole.len() + streamed.len()) as u64;
+    assert!(
+        live < once + once / 4,
+        "three copies of {once} bytes took {live} live bytes (file: {})",
+        file_len(&path)
+    );
+    let out = tmp.path().join("out");
+    lb.extract_to_directory(&out, &ExtractOptions::default())
+        .unwrap();
+    for d in ["", "x", "x/y"] {
+        assert!(std::fs::read(out.join(d).join("whole.bin")).unwrap() == whole);
+        assert!(std::fs::read(out.join(d).join("streamed.bin")).unwrap() == streamed);
     }
 }

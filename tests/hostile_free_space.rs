@@ -76,6 +76,8 @@ fn forge_archive(free: impl Fn(&Layout) -> Vec<(u64, u64)>, list: &[(u64, u64)])
     );
     let leaf_plain = forge::leaf(&[(b"keep".to_vec(), rec.encode())]);
     let leaf = forge::append_plain(&keys, &mut img, forge::kind::TOC_NODE, g, &leaf_plain);
+    let refs = forge::leaf(&[forge::member_ref(frame.offset, b'T', b"keep")]);
+    let packs = forge::append_plain(&keys, &mut img, forge::kind::PACK_NODE, g, &refs);
     let extents = free(&Layout {
         frame,
         leaf,
@@ -103,6 +105,7 @@ fn forge_archive(free: impl Fn(&Layout) -> Vec<(u64, u64)>, list: &[(u64, u64)])
         forge::CommitRecord {
             seq: g,
             toc: forge::Root::leaf(leaf, 1),
+            packs: forge::Root::leaf(packs, 1),
             free: forge::Root::leaf(fp, extents.len() as u64),
             redact,
             time: 1_700_000_000,

@@ -141,6 +141,16 @@ impl Root {
     }
 }
 
+/// A member reference (key, empty value) of the pack-reference tree: the
+/// entry `tag` (`b'T'` file, `b'V'` variable) `key` stored in the packed
+/// frame, or framed content with its root, at offset `at`.
+pub fn member_ref(at: u64, tag: u8, key: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut k = at.to_be_bytes().to_vec();
+    k.push(tag);
+    k.extend_from_slice(key);
+    (k, Vec::new())
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommitRecord {
     pub seq: u64,

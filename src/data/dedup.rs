@@ -1,6 +1,6 @@
-//! Duplicate small contents stored once.
+//! Duplicate contents stored once.
 //!
-//! Every content small enough to be packed is hashed with a keyed BLAKE3
+//! Every content stored apart from its record is hashed with a keyed BLAKE3
 //! (keyed by the content-hash subkey, derived from the master key) when it
 //! is staged (by the import's I/O threads, or inline by `put`). A content whose hash matches
 //! one staged earlier in the same session (since the last commit or
@@ -22,14 +22,23 @@
 //! decoding a frame of up to 1 MiB per match (which doubled the import
 //! time of a 46k-file tree).
 //!
+//! Framed (large) contents are hashed too, whole (loaded files on the I/O
+//! threads, streams as they are read): a second copy gets the first's
+//! locator, its root. A copy put from memory is found before anything is
+//! written; a streamed one only once its frames are written, which are
+//! then left unreferenced and freed by the commit. Sharing frames needs a
+//! count of users: each entry with a `Frames` locator has a reference under
+//! its root in the pack-reference tree, and the commit frees the frames
+//! only with their last user (`space.rs`). Nothing frees a session's
+//! frames before the commit, so a noted root stays valid until then.
+//!
 //! Contents of earlier commits are found through the content index
 //! (`data::index`), which the commit fills from what this module noted.
-//! Not covered: framed (large) files (their frames are freed with their
-//! record, so sharing them needs reference counts).
 
 use std::collections::HashMap;
 
-use crate::data::index::{Hint, Range, hint_of};
+use crate::data::index::{Hint, Target, hint_of};
+use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
 
 /// Where a content was stored: at `offset` of pack `pack_id`, `len`
@@ -48,6 +57,9 @@ pub struct Dedup {
     written: HashMap<u64, Ptr>,
     /// Committed packed frames found through the content index, by offset.
     committed: HashMap<u64, Ptr>,
+    /// Framed contents written in this session, by keyed hash: locator
+    /// and length.
+    framed: HashMap<[u8; 32], (Content, u64)>,
 }
 
 impl Dedup {
@@ -58,6 +70,7 @@ impl Dedup {
             first: HashMap::new(),
             written: HashMap::new(),
             committed: HashMap::new(),
+            framed: HashMap::new(),
         }
     }
 
@@ -102,22 +115,38 @@ impl Dedup {
         self.committed.insert(frame.offset, frame);
     }
 
-    /// The ranges of written packs where contents of at least `min` bytes
-    /// were noted, with their hints.
-    pub fn written_ranges(&self, min: usize) -> HashMap<Range, Hint> {
-        self.first
+    /// A framed content of this session with this hash and length.
+    pub fn framed(&self, hash: &[u8; 32], len: u64) -> Option<&Content> {
+        self.framed
+            .get(hash)
+            .filter(|(_, l)| *l == len)
+            .map(|(c, _)| c)
+    }
+
+    /// Notes a framed content written in this session (its frames stay
+    /// where they are until the commit: nothing frees them before).
+    pub fn note_framed(&mut self, hash: [u8; 32], content: Content, len: u64) {
+        self.framed.insert(hash, (content, len));
+    }
+
+    /// Where contents of at least `min` bytes noted in this session lie
+    /// (ranges of written packs, framed roots), with their hints.
+    pub fn written_targets(&self, min: usize) -> HashMap<Target, Hint> {
+        let packed = self
+            .first
             .iter()
             .filter(|(_, n)| n.len as usize >= min)
             .filter_map(|(hash, n)| {
                 let frame = self.written.get(&n.pack_id)?;
-                let r = Range {
-                    frame: frame.offset,
-                    offset: n.offset,
-                    len: n.len,
-                };
-                Some((r, hint_of(hash)))
-            })
-            .collect()
+                Some((Target::packed(frame.offset, n.offset, n.len), hint_of(hash)))
+            });
+        let framed = self.framed.iter().filter_map(|(hash, (c, len))| match c {
+            Content::Frames { root, .. } if *len >= min as u64 => {
+                Some((Target::framed(root.offset, *len), hint_of(hash)))
+            }
+            _ => None,
+        });
+        packed.chain(framed).collect()
     }
 
     /// Forgets the session (after a commit or a rollback).
@@ -125,6 +154,7 @@ impl Dedup {
         self.first.clear();
         self.written.clear();
         self.committed.clear();
+        self.framed.clear();
     }
 }
 

@@ -67,12 +67,13 @@ impl FrameWriter {
     /// frame starts compressing on the workers as soon as it is read, while
     /// this thread reads the next; once `STREAM_AHEAD` bytes are in flight
     /// the older half is sealed and written, in order.
-    /// Returns the bytes streamed.
+    /// Every byte also goes through `hasher`. Returns the bytes streamed.
     pub fn write_stream(
         &mut self,
         store: &Store,
         first: Vec<u8>,
         r: &mut impl Read,
+        hasher: &mut blake3::Hasher,
     ) -> Result<u64> {
         let frame = self.frame_size as usize;
         let ahead = (STREAM_AHEAD / frame.max(1)).max(2 * rayon::current_num_threads());
@@ -84,6 +85,7 @@ impl FrameWriter {
         loop {
             let len = next.len();
             total += len as u64;
+            hasher.update(&next);
             let chunk = Arc::new(next);
             queue.push_back((store.start_frame(chunk.clone()), chunk));
             // Half the queue at a time once it is full: the writes do not

@@ -432,13 +432,10 @@ pub(super) fn forge_packed(frame: &[u8], offset: u32, len: u64) -> (Vec<u8>, for
     let lp = forge::append_plain(&keys, &mut img, forge::kind::TOC_NODE, g, &leaf);
     let vleaf = forge::leaf(&[(b"v".to_vec(), forge::var_value(len, &packed))]);
     let vp = forge::append_plain(&keys, &mut img, forge::kind::VAR_NODE, g, &vleaf);
-    let pk = |tag: u8, k: &[u8]| {
-        let mut x = fr.offset.to_be_bytes().to_vec();
-        x.push(tag);
-        x.extend_from_slice(k);
-        (x, Vec::new())
-    };
-    let pleaf = forge::leaf(&[pk(b'T', b"p"), pk(b'V', b"v")]);
+    let pleaf = forge::leaf(&[
+        forge::member_ref(fr.offset, b'T', b"p"),
+        forge::member_ref(fr.offset, b'V', b"v"),
+    ]);
     let pp = forge::append_plain(&keys, &mut img, forge::kind::PACK_NODE, g, &pleaf);
     let root = |p: Ptr, count: u64| forge::Root {
         root: Some(p),
@@ -477,12 +474,15 @@ pub(super) fn forge_frame(codec: u8, body: &[u8], raw_len: u32) -> Vec<u8> {
     let rec = framed(raw_len as u64, raw_len.max(1), 0, fr);
     let leaf = forge::leaf(&[(b"f".to_vec(), rec.encode())]);
     let lp = forge::append_plain(&keys, &mut img, forge::kind::TOC_NODE, g, &leaf);
+    let pleaf = forge::leaf(&[forge::member_ref(fr.offset, b'T', b"f")]);
+    let pp = forge::append_plain(&keys, &mut img, forge::kind::PACK_NODE, g, &pleaf);
     forge::commit_both(
         &keys,
         &mut img,
         forge::CommitRecord {
             seq: g,
             toc: forge::Root::leaf(lp, 1),
+            packs: forge::Root::leaf(pp, 1),
             time: 1_700_000_000,
             ..Default::default()
         },

@@ -147,9 +147,23 @@ impl Build {
         self.lb.sequence() + 1
     }
     /// Commits the roots and returns the image.
-    fn image(mut self, toc: Option<(Ptr, u32, u64)>, vars: Option<(Ptr, u32, u64)>) -> Vec<u8> {
+    fn image(self, toc: Option<(Ptr, u32, u64)>, vars: Option<(Ptr, u32, u64)>) -> Vec<u8> {
+        self.image_with_refs(toc, vars, &[])
+    }
+    /// [`image`](Self::image) with a one-leaf pack-reference tree holding
+    /// these member references (sorted by the caller).
+    fn image_with_refs(
+        mut self,
+        toc: Option<(Ptr, u32, u64)>,
+        vars: Option<(Ptr, u32, u64)>,
+        refs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Vec<u8> {
+        let packs = (!refs.is_empty()).then(|| {
+            let leaf = self.seal(kind::PACK_NODE, &forge::leaf(refs));
+            (leaf, 1, refs.len() as u64)
+        });
         let r = |x: Option<(Ptr, u32, u64)>| x.map(|(p, h, c)| (p.encode(), h, c));
-        testing::commit_roots(&mut self.lb, r(toc), r(vars)).expect("commit_roots");
+        testing::commit_trees(&mut self.lb, r(toc), r(vars), r(packs)).expect("commit_trees");
         self.lb.image().expect("image")
     }
 }
@@ -378,7 +392,12 @@ fn control_well_formed_archive_from_hooks_reads_and_verifies() {
     ]);
     let root = b.internal(1, &[(b"", leaf1), (b"m", leaf2)]);
     let vleaf = b.var_leaf(&[(b"v", forge::var_value(3, &Content::Inline(b"val".to_vec())))]);
-    let img = b.image(Some((root, 2, 5)), Some((vleaf, 1, 1)));
+    let mut refs = vec![
+        forge::member_ref(f1.offset, b'T', b"m"),
+        forge::member_ref(idx.offset, b'T', b"n"),
+    ];
+    refs.sort();
+    let img = b.image_with_refs(Some((root, 2, 5)), Some((vleaf, 1, 1)), &refs);
     let lb = open(img).expect("open control");
     assert_eq!(lb.get("a").unwrap(), b"alpha");
     assert_eq!(lb.get("m").unwrap(), small);

@@ -77,18 +77,20 @@ fn some_path(rng: &mut XorShift, st: &State) -> String {
     }
 }
 
-/// Contents that recur (seed, length), all long enough to be packed: one
-/// put in four stores one of them, so duplicates (and their sharing, see
-/// `data::dedup`) meet deletes, renames, rollbacks and commits; the last
-/// two are long enough for the content index (`data::index`), so copies
-/// in later commits share too.
-const RECURRING: [(u64, usize); 6] = [
+/// Contents that recur (seed, length), all stored apart from their
+/// record: one put in four stores one of them, so duplicates (and their
+/// sharing, see `data::dedup`) meet deletes, renames, rollbacks and
+/// commits; the last three are long enough for the content index
+/// (`data::index`), so copies in later commits share too, and the last is
+/// framed (its frames are shared, and freed with their last user).
+const RECURRING: [(u64, usize); 7] = [
     (1, 300),
     (2, 700),
     (3, 2900),
     (4, 200),
     (5, 4096),
     (6, 12_000),
+    (7, 100_000),
 ];
 
 fn random_data(rng: &mut XorShift) -> Vec<u8> {
