@@ -582,7 +582,10 @@ impl Lockbox {
             let (content, len) = match data {
                 Some(d) => (self.store_bytes_hashed(member, &d, l.hash)?, d.len() as u64),
                 None => match File::open(&l.source) {
-                    Ok(mut f) => self.store_reader(member, &mut f)?,
+                    Ok(mut f) => match self.unchanged_file(&member, meta.len(), &mut f)? {
+                        Some(c) => (c, meta.len()),
+                        None => self.store_reader(member, &mut f)?,
+                    },
                     Err(e) => {
                         imp.skip(&l.source, format!("cannot open: {e}"))?;
                         continue;

@@ -164,6 +164,10 @@ impl Lockbox {
             Ok(Content::Inline(data.to_vec()))
         } else if data.len() < self.pack_below() {
             let hash = hash.unwrap_or_else(|| self.dedup.hash(data));
+            let len = data.len() as u64;
+            if use_index && let Some(c) = self.unchanged_copy(&member, len, &hash, Some(data))? {
+                return Ok(c);
+            }
             if let Some(c) = self.shared_copy(&hash, &member, data)? {
                 return Ok(c);
             }
@@ -184,7 +188,7 @@ impl Lockbox {
         } else {
             let hash = hash.unwrap_or_else(|| self.dedup.hash(data));
             let len = data.len() as u64;
-            if let Some(c) = self.framed_copy(&hash, len, use_index)? {
+            if let Some(c) = self.framed_copy(&member, &hash, len, use_index)? {
                 return Ok(c);
             }
             let mut w = FrameWriter::new(frame as u32, self.next_gen());
@@ -198,21 +202,27 @@ impl Lockbox {
         }
     }
 
-    /// An identical framed content of this session, or (`use_index`) of an
-    /// earlier commit, for a content of `len` bytes with keyed hash `hash`.
+    /// For `member`'s framed content of `len` bytes with keyed hash `hash`:
+    /// an identical one (`use_index`: the one `member` has committed,
+    /// `data::unchanged`), of this session, or (`use_index`) of an
+    /// earlier commit.
     fn framed_copy(
         &mut self,
+        member: &Member,
         hash: &[u8; 32],
         len: u64,
         use_index: bool,
     ) -> Result<Option<Content>> {
+        if !use_index {
+            return Ok(self.dedup.framed(hash, len).cloned());
+        }
+        if let Some(c) = self.unchanged_copy(member, len, hash, None)? {
+            return Ok(Some(c));
+        }
         if let Some(c) = self.dedup.framed(hash, len) {
             return Ok(Some(c.clone()));
         }
-        match use_index {
-            true => self.indexed_copy(hash, len),
-            false => Ok(None),
-        }
+        self.indexed_copy(hash, len)
     }
 
     /// The locator of an identical content staged earlier in this session
@@ -271,7 +281,7 @@ impl Lockbox {
         // A copy found only now: the frames just written stay unreferenced
         // and the commit frees (and zeroes) them.
         let hash = *hasher.finalize().as_bytes();
-        if let Some(c) = self.framed_copy(&hash, total, true)? {
+        if let Some(c) = self.framed_copy(&member, &hash, total, true)? {
             return Ok((c, total));
         }
         self.dedup.note_framed(hash, written.clone(), total);

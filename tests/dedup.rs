@@ -604,3 +604,73 @@ fn imported_large_duplicates_are_stored_once() {
         assert!(std::fs::read(out.join(d).join("streamed.bin")).unwrap() == streamed);
     }
 }
+
+/// A tree imported again in place keeps the bytes of its unchanged files
+/// where they are (compared through their hint, or byte for byte for
+/// small packed ones; a streamed file is hashed before anything of it is
+/// written): the file hardly grows and nothing is repacked,
+/// while the changed files are stored anew and everything extracts as the
+/// source is now.
+#[test]
+fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    for d in 0..6 {
+        std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+    }
+    let mut rng = XorShift::new(77);
+    let mut files = Vec::new();
+    for i in 0..240u64 {
+        // Small (byte compare), 8 KiB (hinted), 100 KB (framed, hinted).
+        let len = match i % 12 {
+            0 => 8192,
+            1 if i % 48 == 1 => 100_000,
+            _ => 200 + rng.below(3000) as usize,
+        };
+        let p = src.join(format!("d{}/f{i:03}", i % 6));
+        std::fs::write(&p, random_bytes(1000 + i, len)).unwrap();
+        files.push(p);
+    }
+    // Streamed by the writer (over 2 MiB), hashed before it is stored.
+    let p = src.join("d0/streamed");
+    std::fs::write(&p, random_bytes(999, 5 << 19)).unwrap();
+    files.push(p);
+    let path = tmp.path().join("a.lbox");
+    let mut lb = Lockbox::builder().create(&path, Key::raw([3; 32])).unwrap();
+    lb.add_path(&src, "").unwrap();
+    lb.commit().unwrap();
+    let first = file_len(&path);
+
+    // Unchanged: the second import stores nothing new.
+    lb.add_path(&src, "").unwrap();
+    let st = lb.commit().unwrap();
+    lb.verify().unwrap();
+    let second = file_len(&path);
+    assert!(
+        second < first + first / 8,
+        "an unchanged tree imported again grew the file {first} -> {second} ({st:?})"
+    );
+
+    // Three files change (same length, other length, framed same length).
+    let change = |i: usize, len: usize| {
+        std::fs::write(&files[i], random_bytes(5000 + i as u64, len)).unwrap();
+    };
+    change(5, std::fs::metadata(&files[5]).unwrap().len() as usize);
+    change(7, 1234);
+    change(1, 100_000);
+    change(240, 5 << 19);
+    lb.add_path(&src, "").unwrap();
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    let out = tmp.path().join("out");
+    lb.extract_to_directory(&out, &ExtractOptions::default())
+        .unwrap();
+    for p in &files {
+        let rel = p.strip_prefix(&src).unwrap();
+        assert!(
+            std::fs::read(out.join(rel)).unwrap() == std::fs::read(p).unwrap(),
+            "{}",
+            rel.display()
+        );
+    }
+}

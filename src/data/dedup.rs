@@ -38,6 +38,7 @@
 use std::collections::HashMap;
 
 use crate::data::index::{Hint, Target, hint_of};
+use crate::data::unchanged::Recent;
 use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
 
@@ -60,6 +61,9 @@ pub struct Dedup {
     /// Framed contents written in this session, by keyed hash: locator
     /// and length.
     framed: HashMap<[u8; 32], (Content, u64)>,
+    /// The committed frame and references compared last
+    /// (`data::unchanged`).
+    pub recent: Recent,
 }
 
 impl Dedup {
@@ -71,6 +75,7 @@ impl Dedup {
             written: HashMap::new(),
             committed: HashMap::new(),
             framed: HashMap::new(),
+            recent: Recent::default(),
         }
     }
 
@@ -155,6 +160,7 @@ impl Dedup {
         self.written.clear();
         self.committed.clear();
         self.framed.clear();
+        self.recent.clear();
     }
 }
 

@@ -285,7 +285,7 @@ impl Lockbox {
 
     /// The committed member references of the frame at `at`, with their
     /// values decoded.
-    fn member_refs(&self, at: u64) -> Result<Vec<MemberRef>> {
+    pub(crate) fn member_refs(&self, at: u64) -> Result<Vec<MemberRef>> {
         self.pack_refs(at)?
             .into_iter()
             .map(|(tag, key, v)| {

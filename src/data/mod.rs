@@ -7,3 +7,4 @@ pub mod frames;
 pub mod index;
 pub mod pack;
 pub mod read;
+pub mod unchanged;

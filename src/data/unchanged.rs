@@ -1,0 +1,170 @@
+//! Unchanged contents keep their place: storing for an entry exactly the
+//! bytes its committed record already holds (a tree imported again in
+//! place, a `put` of the same bytes) points the staged record at the
+//! committed locator. Nothing is written, and the packed frame it lies in
+//! is not touched, so it is not repacked either (without this, re-storing
+//! the small files of an unchanged tree left every old pack with dead
+//! members next to the large ones found through the content index, and
+//! the commit rewrote them all).
+//!
+//! Identity is established by the hint of the keyed hash when the
+//! committed reference carries one (contents of 4 KiB or more: trusted as
+//! the content index is, `data::index`), else, for packed contents, by
+//! comparing the bytes. The frame is decoded once and kept while later
+//! members of it are compared (an import of the same tree meets them in the
+//! order they were packed), as are the frame's member references. Framed
+//! contents without a hint are not compared (that would decode the whole
+//! file); they are stored again, or found through the index.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+
+use crate::data::frames::fill;
+use crate::data::index::{self, Hint, INDEX_MIN, MemberRef, hint_of};
+use crate::data::pack::Member;
+use crate::error::Result;
+use crate::format::entry::Content;
+use crate::format::ptr::Ptr;
+use crate::lockbox::Lockbox;
+use crate::space::FrameKey;
+
+/// The committed frame and member references compared last (one of
+/// each). Valid until the next commit or rollback, which clear them.
+#[derive(Default)]
+pub struct Recent {
+    refs: Option<(u64, Vec<MemberRef>)>,
+    frame: Option<(FrameKey, Vec<u8>)>,
+}
+
+impl Recent {
+    pub fn clear(&mut self) {
+        self.refs = None;
+        self.frame = None;
+    }
+}
+
+impl Lockbox {
+    /// The committed locator of `member` if it holds exactly the content of
+    /// `len` bytes with keyed hash `hash` (whose bytes, `data`, are given
+    /// when in memory).
+    pub(crate) fn unchanged_copy(
+        &mut self,
+        member: &Member,
+        len: u64,
+        hash: &[u8; 32],
+        data: Option<&[u8]>,
+    ) -> Result<Option<Content>> {
+        let Some((content, hint)) = self.committed_candidate(member, len)? else {
+            return Ok(None);
+        };
+        if let Some(h) = hint {
+            return Ok((h == hint_of(hash)).then_some(content));
+        }
+        if let (Content::Packed { frame, offset }, Some(data)) = (&content, data) {
+            let bytes = self.recent_frame(frame)?;
+            let at = *offset as usize;
+            if bytes.get(at..).and_then(|b| b.get(..data.len())) == Some(data) {
+                return Ok(Some(content));
+            }
+        }
+        Ok(None)
+    }
+
+    /// For a file of `len` bytes that would be streamed into `member`:
+    /// when `member`'s committed content has that length and a hint, the
+    /// file is hashed first (read once, nothing written) and that content
+    /// is kept if it is the same; otherwise the file is rewound to be
+    /// stored. (Streaming it would write its frames before the hash is
+    /// known, only for the commit to free them.)
+    pub(crate) fn unchanged_file(
+        &mut self,
+        member: &Member,
+        len: u64,
+        f: &mut File,
+    ) -> Result<Option<Content>> {
+        let Some((content, Some(h))) = self.committed_candidate(member, len)? else {
+            return Ok(None);
+        };
+        let mut hasher = blake3::Hasher::new_keyed(self.dedup.key());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = fill(f, &mut buf)?;
+            hasher.update(&buf[..n]);
+            read += n as u64;
+            if n < buf.len() {
+                break;
+            }
+        }
+        if read == len && hint_of(hasher.finalize().as_bytes()) == h {
+            return Ok(Some(content));
+        }
+        f.seek(SeekFrom::Start(0))?;
+        Ok(None)
+    }
+
+    /// `member`'s committed content if it is stored apart from its record
+    /// and `len` bytes long, with the hint its reference carries (contents
+    /// of at least `INDEX_MIN` bytes whose hash was known).
+    fn committed_candidate(
+        &mut self,
+        member: &Member,
+        len: u64,
+    ) -> Result<Option<(Content, Option<Hint>)>> {
+        let (tag, key) = match member {
+            Member::Toc(k) => (b'T', k),
+            Member::Var(k) => (b'V', k),
+        };
+        let old = if tag == b'T' {
+            if self.committed.toc.root.is_none() {
+                return Ok(None);
+            }
+            self.old_toc(key)?.map(|r| (r.content, r.len))
+        } else {
+            if self.committed.vars.root.is_none() {
+                return Ok(None);
+            }
+            self.old_var(key)?.map(|r| (r.content, r.len))
+        };
+        let Some((content, old_len)) = old else {
+            return Ok(None);
+        };
+        if old_len != len {
+            return Ok(None);
+        }
+        let Some((_, target)) = index::target_of(&content, len) else {
+            return Ok(None);
+        };
+        let mut hint = None;
+        if len >= INDEX_MIN as u64 {
+            hint = self
+                .recent_refs(target.frame)?
+                .iter()
+                .find(|(t, k, _)| *t == tag && k == key)
+                .and_then(|m| m.2)
+                .filter(|(_, tail)| *tail == target.tail)
+                .map(|(h, _)| h);
+        }
+        Ok(Some((content, hint)))
+    }
+
+    /// The committed member references of the frame (or root) at `at`.
+    fn recent_refs(&mut self, at: u64) -> Result<&[MemberRef]> {
+        if self.dedup.recent.refs.as_ref().map(|r| r.0) != Some(at) {
+            let refs = self.member_refs(at)?;
+            self.dedup.recent.refs = Some((at, refs));
+        }
+        Ok(self.dedup.recent.refs.as_ref().map_or(&[], |r| &r.1))
+    }
+
+    /// The plaintext of the committed packed frame `frame`.
+    fn recent_frame(&mut self, frame: &Ptr) -> Result<&[u8]> {
+        let key = frame.cache_key();
+        if self.dedup.recent.frame.as_ref().map(|f| f.0) != Some(key) {
+            let old = self.dedup.recent.frame.take().map(|f| f.1);
+            let bytes = self.store.frame_into(frame, old.unwrap_or_default())?;
+            self.dedup.recent.frame = Some((key, bytes));
+        }
+        Ok(self.dedup.recent.frame.as_ref().map_or(&[], |f| &f.1))
+    }
+}
