@@ -136,7 +136,7 @@ impl Dedup {
 
     /// Where contents of at least `min` bytes noted in this session lie
     /// (ranges of written packs, framed roots), with their hints.
-    pub fn written_targets(&self, min: usize) -> HashMap<Target, Hint> {
+    pub fn written_targets(&self, min: usize) -> ahash::AHashMap<Target, Hint> {
         let packed = self
             .first
             .iter()

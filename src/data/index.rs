@@ -33,7 +33,9 @@
 //! Commit-time restaging (repacks, relocation) never looks the index up: a
 //! member moving out of a frame must not be pointed back into it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
+
+use ahash::{AHashMap, AHashSet};
 
 use crate::btree;
 use crate::btree::apply::Change;
@@ -211,7 +213,7 @@ pub fn target_of(c: &Content, len: u64) -> Option<(&Ptr, Target)> {
 /// references (by position in the commit's `news`; absent means empty)
 /// and the index changes.
 pub struct IndexPlan {
-    pub values: HashMap<usize, Vec<u8>>,
+    pub values: AHashMap<usize, Vec<u8>>,
     pub changes: Vec<Change>,
 }
 
@@ -308,9 +310,14 @@ impl Lockbox {
         refs: &mut RefsByFrame,
     ) -> Result<IndexPlan> {
         let session = self.dedup.written_targets(INDEX_MIN);
-        let mut values = HashMap::new();
-        let mut changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
-        let mut live: HashSet<(Hint, Target)> = HashSet::new();
+        let mut values = AHashMap::new();
+        // Index changes by hint (the key is `index_key(hint)`).
+        let mut changes: AHashMap<Hint, Option<Vec<u8>>> = AHashMap::new();
+        // What the new state keeps hinted, needed only if old contents go.
+        let drops = olds
+            .iter()
+            .any(|(_, _, o)| o.as_ref().is_some_and(|o| o.1 >= INDEX_MIN as u64));
+        let mut live: AHashSet<(Hint, Target)> = AHashSet::new();
         for (i, (_, _, c, len)) in news.iter().enumerate() {
             if (*len as usize) < INDEX_MIN {
                 continue;
@@ -328,8 +335,10 @@ impl Lockbox {
             };
             if let Some(h) = h {
                 values.insert(i, member_value(&h, &t));
-                changes.insert(index_key(&h), Some(t.encode()));
-                live.insert((h, t));
+                changes.insert(h, Some(t.encode()));
+                if drops {
+                    live.insert((h, t));
+                }
             }
         }
         for (tag, key, old) in olds {
@@ -358,18 +367,23 @@ impl Lockbox {
             if kept {
                 continue;
             }
-            let ikey = index_key(&h);
-            let current = match changes.get(&ikey) {
+            let current = match changes.get(&h) {
                 Some(v) => v.clone(),
-                None => btree::get(&self.store, Kind::PackNode, &self.committed.packs, &ikey)?,
+                None => {
+                    let ikey = index_key(&h);
+                    btree::get(&self.store, Kind::PackNode, &self.committed.packs, &ikey)?
+                }
             };
             if current.as_deref().and_then(Target::decode) == Some(t) {
-                changes.insert(ikey, None);
+                changes.insert(h, None);
             }
         }
         Ok(IndexPlan {
             values,
-            changes: changes.into_iter().collect(),
+            changes: changes
+                .into_iter()
+                .map(|(h, v)| (index_key(&h), v))
+                .collect(),
         })
     }
 
