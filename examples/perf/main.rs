@@ -66,7 +66,9 @@
 //! Bounds (always on; `small`, `large`, `tree`): what this machine can do for
 //! the same work, measured in the same run on the same data cut into frames
 //! of the size and zstd level lockbox writes it with (for `large` and
-//! `tree`, at most the first 32 MiB): 64 KiB at level 3 for data written
+//! `tree`, every k-th frame, at most 128 MiB spread over all the data, so
+//! the bound streams through memory as lockbox does instead of cycling in
+//! the cache): 64 KiB at level 3 for data written
 //! under `Profile::Interactive` (`large`, `small`'s put archive), 1 MiB at
 //! level 2 for data imported under `Profile::BulkImport` (`tree`, `small`'s
 //! add_path archive; `small` measures both): raw XChaCha20-Poly1305 seal

@@ -21,9 +21,7 @@ use lockbox::{EntryKind, ExtractOptions, Profile};
 
 use super::repeat_extraction;
 use crate::BoxResult;
-use crate::bounds::{
-    BOUND_SAMPLE, Coding, FS_TRIES, cpu_bounds, frames_of, report_cpu_bounds, slowest,
-};
+use crate::bounds::{Coding, FS_TRIES, cpu_bounds, report_cpu_bounds, slowest, spread_frames_of};
 use crate::ctx::Ctx;
 use crate::datagen::{
     CountingSink, GEN_BLOCK, GenReader, LARGE_SEED, Pattern, RANGE_SEED, Rng, VerifyWriter,
@@ -226,20 +224,31 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     sec.peak_rss();
     let (bulk_add, bulk_stored) = bulk_import(ctx, sec)?;
 
-    // Bounds on the same data (the file's first 32 MiB in 64 KiB frames at
-    // zstd level 3: put_reader writes under the default profile,
-    // Interactive), and the filesystem writing one file of the same size.
-    let sample = size.min(BOUND_SAMPLE);
-    let mut head = vec![0u8; sample as usize];
-    GenReader::new(cfg.pattern, LARGE_SEED, sample).read_exact(&mut head)?;
+    // Bounds on the same data (64 KiB frames at zstd level 3: put_reader
+    // writes under the default profile, Interactive; every k-th frame of
+    // the whole file, see `SPREAD_SAMPLE`), and the filesystem writing one
+    // file of the same size.
     let coding = Coding::INTERACTIVE;
-    let b = cpu_bounds(&frames_of(&head, coding), coding)?;
+    let frames = spread_frames_of(
+        &mut GenReader::new(cfg.pattern, LARGE_SEED, size),
+        size,
+        coding.frame,
+    )?;
+    let sampled: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    let b = cpu_bounds(&frames, coding)?;
     report_cpu_bounds(
         sec,
         &b,
-        &format!("the file's first {} (Interactive)", fmt_bytes(sample)),
+        &format!(
+            "{} frames of 64 KiB ({}) spread over the whole file (Interactive)",
+            frames.len(),
+            fmt_bytes(sampled)
+        ),
     );
-    let chunk = &head[..head.len().min(1 << 20)];
+    drop(frames);
+    let mut head = vec![0u8; size.min(1 << 20) as usize];
+    GenReader::new(cfg.pattern, LARGE_SEED, size).read_exact(&mut head)?;
+    let chunk = &head[..];
     let mut c1 = Duration::MAX;
     for k in 0..FS_TRIES {
         let fpath = ctx.dir.join(format!("large-fs-bound-{k}.bin"));
@@ -277,10 +286,13 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     let rate = |d: Duration| mib_s(size, d);
     let (w, v) = b.pack_stage();
     sec.fraction("add+commit (put_reader)", rate(add + commit), &w, v);
-    let mut bulk_head = vec![0u8; sample as usize];
-    GenReader::new(cfg.pattern, LARGE_SEED, sample).read_exact(&mut bulk_head)?;
-    let bulk = cpu_bounds(&frames_of(&bulk_head, Coding::BULK), Coding::BULK)?;
-    drop(bulk_head);
+    let bulk_frames = spread_frames_of(
+        &mut GenReader::new(cfg.pattern, LARGE_SEED, size),
+        size,
+        Coding::BULK.frame,
+    )?;
+    let bulk = cpu_bounds(&bulk_frames, Coding::BULK)?;
+    drop(bulk_frames);
     let (w, v) = bulk.pack_stage();
     sec.fraction("add+commit (put_reader, BulkImport)", rate(bulk_add), &w, v);
     let (w, v) = b.unpack_stage();

@@ -35,8 +35,8 @@ use lockbox::{EntryKind, ExtractOptions, Profile};
 use super::repeat_extraction;
 use crate::BoxResult;
 use crate::bounds::{
-    Coding, CpuBounds, FsBound, Rate, cpu_bounds, fs_create_sizes_bound, fs_read_all_bound,
-    report_cpu_bounds, slowest,
+    Coding, CpuBounds, FsBound, Rate, SPREAD_SAMPLE, cpu_bounds, fs_create_sizes_bound,
+    fs_read_all_bound, report_cpu_bounds, slowest,
 };
 use crate::ctx::Ctx;
 use crate::datagen::TREE_SEED;
@@ -392,20 +392,17 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     Ok(())
 }
 
-/// Most bytes of the tree the CPU bounds run on: four times this machine's
-/// L3 cache, so a bound streams from memory as lockbox does.
-const TREE_BOUND_SAMPLE: u64 = 128 << 20;
-
 /// The tree's files end to end (in `paths` order) cut into `frame`-byte
-/// frames, keeping every k-th so that at most `TREE_BOUND_SAMPLE` bytes
-/// spread over the whole tree are kept.
+/// frames, keeping every k-th so that at most `SPREAD_SAMPLE` bytes
+/// spread over the whole tree are kept (as `bounds::spread_frames_of`
+/// does for one stream).
 fn spread_frames(
     man: &Manifest,
     paths: &[String],
     logical: u64,
     frame: usize,
 ) -> BoxResult<Vec<Vec<u8>>> {
-    let stride = logical.div_ceil(TREE_BOUND_SAMPLE).max(1);
+    let stride = logical.div_ceil(SPREAD_SAMPLE).max(1);
     let mut frames = Vec::new();
     let mut cur = Vec::with_capacity(frame);
     // Bytes of the current frame so far, and its number.
@@ -460,13 +457,12 @@ fn tree_bounds(
     // the same zstd level (2) and cipher, do the same work without the
     // archive logic. These are rates, so a sample is enough for a large
     // tree, but it must be one the work streams through as extraction does:
-    // every k-th frame of the whole tree, up to TREE_BOUND_SAMPLE. (The
+    // every k-th frame of the whole tree, up to SPREAD_SAMPLE. (The
     // first 32 MiB, cycled, stayed in the 32 MiB L3 cache and compressed
     // better than the whole: on the Python tree that overstated open +
     // decompress by 15 %.)
     let coding = Coding::BULK;
     let frames = spread_frames(man, &paths, logical, coding.frame)?;
-    let coding = Coding::BULK;
     let cpu = cpu_bounds(&frames, coding)?;
     drop(frames);
     report_cpu_bounds(
