@@ -103,7 +103,7 @@ pub fn spread_frames_of(r: &mut impl Read, total: u64, frame: usize) -> io::Resu
     let mut left = total;
     while left > 0 {
         let n = left.min(frame as u64) as usize;
-        if index % stride == 0 {
+        if index.is_multiple_of(stride) {
             let mut f = vec![0u8; n];
             r.read_exact(&mut f)?;
             frames.push(f);
