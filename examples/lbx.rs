@@ -240,6 +240,13 @@ fn add(archive: &str, src: &str, dest: &str) -> Result<(), CliError> {
         HumanBytes(stats.bytes),
         stats.duration,
     )?;
+    if stats.unchanged + stats.shared > 0 {
+        writeln!(
+            out,
+            "  of the files, {} already there unchanged, {} sharing bytes stored elsewhere",
+            stats.unchanged, stats.shared
+        )?;
+    }
     if !stats.skipped.is_empty() {
         writeln!(
             out,

@@ -96,6 +96,15 @@ pub struct ImportStats {
     pub symlinks: u64,
     /// File bytes stored (before compression).
     pub bytes: u64,
+    /// Of `files`, those whose bytes the lockbox already held at their
+    /// path (committed before this call): kept where they are, nothing
+    /// written for them. Contents of up to 128 bytes, kept in the record
+    /// itself, are not counted here or in `shared`.
+    pub unchanged: u64,
+    /// Of `files`, those whose bytes equal a content stored elsewhere (in
+    /// this import, earlier in this session, or in a commit): stored once
+    /// and shared.
+    pub shared: u64,
     /// Entries not imported: unreadable files, non-UTF-8 or invalid names,
     /// special files (devices, sockets, FIFOs).
     pub skipped: Vec<Skipped>,
@@ -354,6 +363,7 @@ impl Lockbox {
         progress: impl FnMut(&Progress),
     ) -> Result<ImportStats> {
         let started = Instant::now();
+        let hits = self.dedup.hits;
         let src = src.as_ref();
         let dest = normalize(dest, true)?.to_string();
         let own_file = self
@@ -390,6 +400,8 @@ impl Lockbox {
             }
             Ok(())
         })?;
+        imp.stats.unchanged = self.dedup.hits.unchanged - hits.unchanged;
+        imp.stats.shared = self.dedup.hits.shared - hits.shared;
         imp.stats.duration = started.elapsed();
         Ok(imp.stats)
     }

@@ -168,10 +168,12 @@ impl Lockbox {
             if use_index && let Some(c) = self.unchanged_copy(&member, len, &hash, Some(data))? {
                 return Ok(c);
             }
-            if let Some(c) = self.shared_copy(&hash, &member, data)? {
-                return Ok(c);
+            let mut shared = self.shared_copy(&hash, &member, data)?;
+            if shared.is_none() && use_index {
+                shared = self.indexed_copy(&hash, len)?;
             }
-            if use_index && let Some(c) = self.indexed_copy(&hash, data.len() as u64)? {
+            if let Some(c) = shared {
+                self.dedup.hits.shared += 1;
                 return Ok(c);
             }
             if !self.pack.fits(data.len()) {
@@ -219,10 +221,14 @@ impl Lockbox {
         if let Some(c) = self.unchanged_copy(member, len, hash, None)? {
             return Ok(Some(c));
         }
-        if let Some(c) = self.dedup.framed(hash, len) {
-            return Ok(Some(c.clone()));
+        let shared = match self.dedup.framed(hash, len) {
+            Some(c) => Some(c.clone()),
+            None => self.indexed_copy(hash, len)?,
+        };
+        if shared.is_some() {
+            self.dedup.hits.shared += 1;
         }
-        self.indexed_copy(hash, len)
+        Ok(shared)
     }
 
     /// The locator of an identical content staged earlier in this session

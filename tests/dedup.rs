@@ -587,7 +587,8 @@ fn imported_large_duplicates_are_stored_once() {
         .profile(Profile::BulkImport)
         .create(&path, Key::raw([2; 32]))
         .unwrap();
-    lb.add_path(&src, "").unwrap();
+    let imported = lb.add_path(&src, "").unwrap();
+    assert_eq!((imported.shared, imported.unchanged), (4, 0));
     lb.commit().unwrap();
     let live = lb.verify().unwrap().region_bytes;
     let once = (whole.len() + streamed.len()) as u64;
@@ -642,7 +643,8 @@ fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
     let first = file_len(&path);
 
     // Unchanged: the second import stores nothing new.
-    lb.add_path(&src, "").unwrap();
+    let imported = lb.add_path(&src, "").unwrap();
+    assert_eq!(imported.unchanged, files.len() as u64, "{imported:?}");
     let st = lb.commit().unwrap();
     lb.verify().unwrap();
     let second = file_len(&path);
@@ -659,7 +661,8 @@ fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
     change(7, 1234);
     change(1, 100_000);
     change(240, 5 << 19);
-    lb.add_path(&src, "").unwrap();
+    let imported = lb.add_path(&src, "").unwrap();
+    assert_eq!(imported.unchanged, files.len() as u64 - 4, "{imported:?}");
     lb.commit().unwrap();
     lb.verify().unwrap();
     let out = tmp.path().join("out");

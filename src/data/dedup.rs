@@ -64,6 +64,18 @@ pub struct Dedup {
     /// The committed frame and references compared last
     /// (`data::unchanged`).
     pub recent: Recent,
+    /// Contents found stored already, since the handle opened.
+    pub hits: Hits,
+}
+
+/// How many stored contents were found already stored (counters that only
+/// grow: `add_path` reports the difference).
+#[derive(Clone, Copy, Default)]
+pub struct Hits {
+    /// At their own path, committed (`data::unchanged`).
+    pub unchanged: u64,
+    /// Elsewhere: earlier in the session, or through the content index.
+    pub shared: u64,
 }
 
 impl Dedup {
@@ -76,6 +88,7 @@ impl Dedup {
             committed: HashMap::new(),
             framed: HashMap::new(),
             recent: Recent::default(),
+            hits: Hits::default(),
         }
     }
 

@@ -57,17 +57,20 @@ impl Lockbox {
         let Some((content, hint)) = self.committed_candidate(member, len)? else {
             return Ok(None);
         };
-        if let Some(h) = hint {
-            return Ok((h == hint_of(hash)).then_some(content));
-        }
-        if let (Content::Packed { frame, offset }, Some(data)) = (&content, data) {
-            let bytes = self.recent_frame(frame)?;
-            let at = *offset as usize;
-            if bytes.get(at..).and_then(|b| b.get(..data.len())) == Some(data) {
-                return Ok(Some(content));
+        let same = match (hint, &content, data) {
+            (Some(h), _, _) => h == hint_of(hash),
+            (None, Content::Packed { frame, offset }, Some(data)) => {
+                let bytes = self.recent_frame(frame)?;
+                let at = *offset as usize;
+                bytes.get(at..).and_then(|b| b.get(..data.len())) == Some(data)
             }
+            _ => false,
+        };
+        if !same {
+            return Ok(None);
         }
-        Ok(None)
+        self.dedup.hits.unchanged += 1;
+        Ok(Some(content))
     }
 
     /// For a file of `len` bytes that would be streamed into `member`:
@@ -97,6 +100,7 @@ impl Lockbox {
             }
         }
         if read == len && hint_of(hasher.finalize().as_bytes()) == h {
+            self.dedup.hits.unchanged += 1;
             return Ok(Some(content));
         }
         f.seek(SeekFrom::Start(0))?;
