@@ -416,6 +416,65 @@ fn packed_content_beyond_its_frame() {
     lb.verify().expect("forged packed control verifies");
 }
 
+/// One framed content shared by two entries, forged: well formed (reads
+/// and verifies), with the entries disagreeing on its length, with one
+/// entry's user reference missing, and with a content-index entry that no
+/// user's reference carries. Reads give the bytes or `Corrupt`, never a
+/// panic, and `verify` refuses each damaged form.
+#[test]
+fn shared_framed_content_forged() {
+    let small = drivers::content(5, 5000);
+    let build = |second_len: u64, users: &[&[u8]], stray_index: bool| {
+        let mut b = Build::new();
+        let f = b.frame(&small);
+        let leaf = b.leaf(&[
+            (b"a", framed(5000, 65536, 0, f).encode()),
+            (b"b", framed(second_len, 65536, 0, f).encode()),
+        ]);
+        let mut refs: Vec<(Vec<u8>, Vec<u8>)> = users
+            .iter()
+            .map(|k| forge::member_ref(f.offset, b'T', k))
+            .collect();
+        if stray_index {
+            // `0xFF ‖ hint` → `root u64 ‖ len u64 ‖ 0x01` (format.md §10).
+            let mut key = vec![0xFF];
+            key.extend_from_slice(&[7u8; 16]);
+            let mut value = f.offset.to_le_bytes().to_vec();
+            value.extend_from_slice(&5000u64.to_le_bytes());
+            value.push(1);
+            refs.push((key, value));
+        }
+        refs.sort();
+        b.image_with_refs(Some((leaf, 1, 2)), None, &refs)
+    };
+    let lb = open(build(5000, &[b"a", b"b"], false)).unwrap();
+    assert_eq!(lb.get("a").unwrap(), small);
+    assert_eq!(lb.get("b").unwrap(), small);
+    lb.verify()
+        .expect("two entries sharing one framed content verify");
+
+    let cases = [
+        ("lengths disagree", build(4000, &[b"a", b"b"], false)),
+        ("a user reference missing", build(5000, &[b"a"], false)),
+        (
+            "an index entry no user carries",
+            build(5000, &[b"a", b"b"], true),
+        ),
+    ];
+    for (case, img) in cases {
+        let lb = open(img).unwrap_or_else(|e| panic!("{case}: open: {e:?}"));
+        assert_eq!(lb.get("a").unwrap(), small, "{case}");
+        match lb.get("b") {
+            Ok(v) => assert_eq!(v, small, "{case}"),
+            Err(e) => assert!(matches!(e, Error::Corrupt { .. }), "{case}: {e:?}"),
+        }
+        match lb.verify() {
+            Err(Error::Corrupt { what, .. }) => eprintln!("[hostile] {case}: {what}"),
+            r => panic!("{case}: verify gave {r:?}"),
+        }
+    }
+}
+
 /// An image holding one packed frame, a file `p` and a variable `v` that
 /// both point into it at (`offset`, `len`), with a correct pack-reference
 /// tree. Built from an empty lockbox with the forge.
