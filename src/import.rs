@@ -462,11 +462,27 @@ impl Lockbox {
     fn stage_dir(&mut self, p: &str, meta: &Metadata) -> Result<()> {
         let key = to_key(p);
         self.check_parents(&key)?;
+        let rec = record(EntryKind::Dir, meta, 0, Content::Empty);
         match self.lookup(&key)? {
             Some(r) if r.kind != EntryKind::Dir => return Err(Error::AlreadyExists(p.to_string())),
+            Some(r) if r == rec => return Ok(()),
             _ => {}
         }
-        self.stage(key, record(EntryKind::Dir, meta, 0, Content::Empty));
+        self.stage(key, rec);
+        Ok(())
+    }
+
+    /// Stages `rec` at `key` unless the lockbox holds exactly that record
+    /// there, committed and not staged since: an unchanged entry of a tree
+    /// imported again costs its commit nothing.
+    fn stage_changed(&mut self, key: Vec<u8>, rec: Record) -> Result<()> {
+        if self.committed.toc.root.is_some()
+            && !self.toc.contains_key(&key)
+            && self.old_toc(&key)?.as_ref() == Some(&rec)
+        {
+            return Ok(());
+        }
+        self.stage(key, rec);
         Ok(())
     }
 
@@ -494,15 +510,9 @@ impl Lockbox {
             // walk staged, both checked already.
             self.check_slot_itself(&key, p)?;
             let t = target.as_bytes().to_vec();
-            self.stage(
-                key,
-                record(
-                    EntryKind::Symlink,
-                    &meta,
-                    t.len() as u64,
-                    Content::Inline(t),
-                ),
-            );
+            let len = t.len() as u64;
+            let rec = record(EntryKind::Symlink, &meta, len, Content::Inline(t));
+            self.stage_changed(key, rec)?;
             imp.stats.symlinks += 1;
             imp.tick(0);
             return Ok(());
@@ -604,7 +614,7 @@ impl Lockbox {
                     }
                 },
             };
-            self.stage(l.key, record(EntryKind::File, &meta, len, content));
+            self.stage_changed(l.key, record(EntryKind::File, &meta, len, content))?;
             imp.stats.files += 1;
             imp.stats.bytes += len;
             imp.tick(len);

@@ -632,6 +632,7 @@ fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
         std::fs::write(&p, random_bytes(1000 + i, len)).unwrap();
         files.push(p);
     }
+    std::os::unix::fs::symlink("f000", src.join("d0/link")).unwrap();
     // Streamed by the writer (over 2 MiB), hashed before it is stored.
     let p = src.join("d0/streamed");
     std::fs::write(&p, random_bytes(999, 5 << 19)).unwrap();
@@ -646,6 +647,10 @@ fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
     let imported = lb.add_path(&src, "").unwrap();
     assert_eq!(imported.unchanged, files.len() as u64, "{imported:?}");
     let st = lb.commit().unwrap();
+    assert_eq!(
+        st.entries_changed, 0,
+        "unchanged entries were restaged: {st:?}"
+    );
     lb.verify().unwrap();
     let second = file_len(&path);
     assert!(
