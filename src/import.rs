@@ -552,6 +552,7 @@ impl Lockbox {
             dedup_key: *self.dedup.key(),
         };
         if !batch.is_empty() {
+            self.decode_ahead(batch.iter().map(|(k, _)| k.as_slice()));
             imp.loading.push_back(Loading::start(batch, rules));
         }
         while imp.loading.len() > LOAD_AHEAD {

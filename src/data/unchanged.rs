@@ -10,12 +10,16 @@
 //! Identity is established by the hint of the keyed hash when the
 //! committed reference carries one (contents of 4 KiB or more: trusted as
 //! the content index is, `data::index`), else, for packed contents, by
-//! comparing the bytes. The frame is decoded once and kept while later
-//! members of it are compared (an import of the same tree meets them in the
-//! order they were packed), as are the frame's member references. Framed
+//! comparing the bytes. The last few frames compared against are kept
+//! decoded (an import of the same tree meets members in the order they
+//! were packed, now and then alternating with an older pack that holds
+//! duplicates), as are the last frame's member references; `add_path`
+//! starts decoding the frames a batch will need on the worker threads when
+//! it queues the batch for loading, so the writer finds them ready. Framed
 //! contents without a hint are not compared (that would decode the whole
 //! file); they are stored again, or found through the index.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 
@@ -27,19 +31,31 @@ use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
 use crate::space::FrameKey;
+use crate::storage::store::Decoding;
+
+/// Bytes of frames decoding ahead of the comparisons at most.
+const AHEAD_BYTES: u64 = 16 << 20;
+/// Decoded frames kept for the comparisons.
+const RECENT_FRAMES: usize = 4;
 
 /// The committed frame and member references compared last (one of
-/// each). Valid until the next commit or rollback, which clear them.
+/// each), and the frames decoding ahead for comparisons to come. Valid
+/// until the next commit or rollback, which clear them.
 #[derive(Default)]
 pub struct Recent {
     refs: Option<(u64, Vec<MemberRef>)>,
-    frame: Option<(FrameKey, Vec<u8>)>,
+    /// The last `RECENT_FRAMES` frames compared against, oldest first (a
+    /// directory's files may alternate between two packs: duplicates of
+    /// files stored earlier).
+    frames: VecDeque<(FrameKey, Vec<u8>)>,
+    ahead: VecDeque<(FrameKey, u64, Decoding)>,
 }
 
 impl Recent {
     pub fn clear(&mut self) {
         self.refs = None;
-        self.frame = None;
+        self.frames.clear();
+        self.ahead.clear();
     }
 }
 
@@ -152,6 +168,47 @@ impl Lockbox {
         Ok(Some((content, hint)))
     }
 
+    /// Starts decoding, on the worker threads, the committed packed frames
+    /// that comparing new contents for `keys` byte for byte will need (a
+    /// small packed file at the same path), so that the writer finds them
+    /// decoded: `add_path` calls this as it queues a batch of files for
+    /// loading, two batches before it stores them. At most `AHEAD_BYTES`
+    /// are decoding or decoded ahead; beyond that, or on any error (the
+    /// comparison then decodes, and reports, itself), it stops.
+    pub(crate) fn decode_ahead<'k>(&mut self, keys: impl Iterator<Item = &'k [u8]>) {
+        if self.committed.toc.root.is_none() {
+            return;
+        }
+        for key in keys {
+            let Ok(Some(old)) = self.old_toc(key) else {
+                continue;
+            };
+            let Content::Packed { frame, .. } = old.content else {
+                continue;
+            };
+            if old.len >= INDEX_MIN as u64 {
+                continue; // compared through its hint
+            }
+            let recent = &self.dedup.recent;
+            let fk = frame.cache_key();
+            if recent.frames.iter().any(|f| f.0 == fk) || recent.ahead.iter().any(|a| a.0 == fk) {
+                continue;
+            }
+            let held: u64 = recent.ahead.iter().map(|a| a.1).sum();
+            if held + frame.raw_len as u64 > AHEAD_BYTES {
+                return;
+            }
+            match self.store.start_decode(&frame) {
+                Ok(Some(d)) => self
+                    .dedup
+                    .recent
+                    .ahead
+                    .push_back((fk, frame.raw_len as u64, d)),
+                _ => return,
+            }
+        }
+    }
+
     /// The committed member references of the frame (or root) at `at`.
     fn recent_refs(&mut self, at: u64) -> Result<&[MemberRef]> {
         if self.dedup.recent.refs.as_ref().map(|r| r.0) != Some(at) {
@@ -164,11 +221,28 @@ impl Lockbox {
     /// The plaintext of the committed packed frame `frame`.
     fn recent_frame(&mut self, frame: &Ptr) -> Result<&[u8]> {
         let key = frame.cache_key();
-        if self.dedup.recent.frame.as_ref().map(|f| f.0) != Some(key) {
-            let old = self.dedup.recent.frame.take().map(|f| f.1);
-            let bytes = self.store.frame_into(frame, old.unwrap_or_default())?;
-            self.dedup.recent.frame = Some((key, bytes));
-        }
-        Ok(self.dedup.recent.frame.as_ref().map_or(&[], |f| &f.1))
+        let recent = &mut self.dedup.recent;
+        let i = match recent.frames.iter().position(|f| f.0 == key) {
+            Some(i) => i,
+            None => {
+                // Decoded ahead? Frames queued before it were not needed
+                // (their files changed) and are dropped.
+                let ahead = match recent.ahead.iter().position(|a| a.0 == key) {
+                    Some(i) => recent.ahead.drain(..=i).next_back().map(|a| a.2.finish()),
+                    None => None,
+                };
+                let spare = match recent.frames.len() >= RECENT_FRAMES {
+                    true => recent.frames.pop_front().map(|f| f.1),
+                    false => None,
+                };
+                let bytes = match ahead {
+                    Some(Ok(bytes)) => bytes,
+                    _ => self.store.frame_into(frame, spare.unwrap_or_default())?,
+                };
+                self.dedup.recent.frames.push_back((key, bytes));
+                self.dedup.recent.frames.len() - 1
+            }
+        };
+        Ok(&self.dedup.recent.frames[i].1)
     }
 }

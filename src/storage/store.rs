@@ -89,6 +89,19 @@ impl Compressing {
     }
 }
 
+/// A frame being opened and decompressed on the worker threads
+/// ([`Store::start_decode`]).
+pub struct Decoding(Arc<Slot<Result<Vec<u8>>>>);
+
+impl Decoding {
+    /// Waits for the frame's plaintext.
+    pub fn finish(self) -> Result<Vec<u8>> {
+        self.0
+            .take()
+            .unwrap_or_else(|| Err(Error::corrupt("internal: decoding taken twice", 0)))
+    }
+}
+
 fn cipher_for(keys: &SubKeys, kind: Kind) -> &SealKey {
     match kind {
         Kind::Frame => &keys.data,
@@ -474,6 +487,17 @@ impl Store {
     /// Reads the region at `ptr` into `cbuf` and opens it there: returns
     /// its codec byte and where its body lies in `cbuf`.
     fn read_open(&self, ptr: &Ptr, kind: Kind, cbuf: &mut Vec<u8>) -> Result<(u8, Range<usize>)> {
+        let aad = self.read_sealed(ptr, kind, cbuf)?;
+        let (codec, body) =
+            seal::open(&cipher_for(&self.keys, kind).cipher, &aad, cbuf, ptr.offset)?;
+        // The body follows the nonce and the codec byte.
+        let start = seal::NONCE_LEN + 1;
+        Ok((codec, start..start + body.len()))
+    }
+
+    /// Reads `ptr`'s sealed bytes into `cbuf` and checks them against the
+    /// pointer's tag; returns the associated data to open them with.
+    fn read_sealed(&self, ptr: &Ptr, kind: Kind, cbuf: &mut Vec<u8>) -> Result<[u8; 41]> {
         self.check_ptr(ptr)?;
         // Sized without zeroing what it already holds (the read overwrites
         // it all). The sealed bytes are copied out of the file (or its map)
@@ -492,18 +516,38 @@ impl Store {
                 ptr.offset,
             ));
         }
-        let aad = seal::aad(
+        Ok(seal::aad(
             &self.archive_id,
             kind,
             ptr.offset,
             ptr.generation,
             ptr.raw_len,
-        );
-        let (codec, body) =
-            seal::open(&cipher_for(&self.keys, kind).cipher, &aad, cbuf, ptr.offset)?;
-        // The body follows the nonce and the codec byte.
-        let start = seal::NONCE_LEN + 1;
-        Ok((codec, start..start + body.len()))
+        ))
+    }
+
+    /// Reads data frame `ptr`'s sealed bytes on this thread and starts
+    /// opening and decompressing them on the worker threads. `None` on a
+    /// worker thread (it must not wait for work queued behind it): the
+    /// caller decodes the frame itself.
+    pub fn start_decode(&self, ptr: &Ptr) -> Result<Option<Decoding>> {
+        if rayon::current_thread_index().is_some() {
+            return Ok(None);
+        }
+        let mut sealed = Vec::new();
+        let aad = self.read_sealed(ptr, Kind::Frame, &mut sealed)?;
+        let cipher = cipher_for(&self.keys, Kind::Frame).cipher.clone();
+        let (offset, raw_len) = (ptr.offset, ptr.raw_len as usize);
+        let slot = Arc::new(Slot::default());
+        let job = slot.clone();
+        rayon::spawn(move || {
+            let plain = seal::open(&cipher, &aad, &mut sealed, offset).and_then(|(codec, body)| {
+                let mut out = Vec::new();
+                seal::decode_into(codec, body, raw_len, &mut out, offset)?;
+                Ok(out)
+            });
+            job.fill(plain);
+        });
+        Ok(Some(Decoding(slot)))
     }
 
     /// Reads and opens the region at `ptr`, decodes it (exactly `raw_len`
