@@ -113,6 +113,23 @@ pub fn data_len(rng: &mut XorShift, packed_heavy: bool) -> usize {
     }
 }
 
+/// Contents that recur (seed, length): packed, packed and indexed (4 KiB
+/// and more), framed. One put in four stores one of them, so shared bytes
+/// (`data::dedup`, `data::index`) and their freeing with the last user are
+/// cut by crashes too.
+const RECURRING: [(u64, usize); 4] = [(11, 300), (12, 5000), (13, 9000), (14, 100_000)];
+
+/// A put's content: one of [`RECURRING`] (one in four), or a new one of
+/// [`data_len`] bytes.
+fn data(rng: &mut XorShift, packed_heavy: bool) -> Vec<u8> {
+    if rng.chance(1, 4) {
+        let (seed, len) = *rng.pick(&RECURRING);
+        return content(seed, len);
+    }
+    let len = data_len(rng, packed_heavy);
+    content(rng.next_u64(), len)
+}
+
 /// Whether a seed's repacks go to relocation commits (see [`builder`]).
 pub fn relocating(seed: u64) -> bool {
     seed % 4 < 2
@@ -140,16 +157,14 @@ pub fn gen_ops(
                 if matches!(st.entries.get(&p), Some(RefNode::Symlink(_))) {
                     continue;
                 }
-                let len = data_len(&mut rng, packed_heavy);
-                Op::Put(p, content(rng.next_u64(), len))
+                Op::Put(p, data(&mut rng, packed_heavy))
             }
             28..=35 => {
                 let p = rng.pick(&leaves).clone();
                 if matches!(st.entries.get(&p), Some(RefNode::Symlink(_))) {
                     continue;
                 }
-                let len = data_len(&mut rng, packed_heavy);
-                Op::PutReader(p, content(rng.next_u64(), len))
+                Op::PutReader(p, data(&mut rng, packed_heavy))
             }
             36..=45 => {
                 let mut cands: Vec<String> = st.entries.keys().cloned().collect();
