@@ -28,7 +28,7 @@
 //! nothing is pending, so a crash in between makes the next writable open
 //! redo the redaction and finish the relocation (`finish_redaction`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::btree;
 use crate::crypto::seal::Kind;
@@ -218,8 +218,10 @@ impl Lockbox {
         let frame = packed_in((at, len), first.content())?.0;
         let bytes = self.store.with_frame(&frame, |b| Ok(b.to_vec()))?;
         let mut live = 0u64;
+        let mut moved = HashMap::new();
         for m in members {
             let (_, offset) = packed_in((at, len), m.content())?;
+            let range = (offset, m.len());
             let data = bytes
                 .get(offset as usize..)
                 .and_then(|b| b.get(..usize::try_from(m.len()).ok()?))
@@ -227,11 +229,13 @@ impl Lockbox {
             live += data.len() as u64;
             match m {
                 Moved::Toc(key, mut r) => {
-                    r.content = self.store_moved(Member::Toc(key.clone()), data)?;
+                    let member = Member::Toc(key.clone());
+                    r.content = self.move_range(member, range, data, &mut moved)?;
                     self.toc.insert(key, Some(r));
                 }
                 Moved::Var(key, mut r) => {
-                    r.content = self.store_moved(Member::Var(key.clone()), data)?;
+                    let member = Member::Var(key.clone());
+                    r.content = self.move_range(member, range, data, &mut moved)?;
                     self.vars.insert(key, Some(r));
                 }
             }

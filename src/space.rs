@@ -469,25 +469,26 @@ impl Lockbox {
             let cut = |c: &Content, len: u64| match c {
                 Content::Packed { offset, .. } => bytes
                     .get(*offset as usize..(*offset as u64 + len) as usize)
-                    .map(<[u8]>::to_vec),
+                    .map(|d| ((*offset, len), d.to_vec())),
                 _ => None,
             };
+            let mut moved = HashMap::new();
             for k in toc {
                 let Some(Some(mut r)) = self.toc.get(&k).cloned() else {
                     continue;
                 };
-                let data = cut(&r.content, r.len)
+                let (range, data) = cut(&r.content, r.len)
                     .ok_or_else(|| Error::corrupt("packed file beyond its frame", frame.offset))?;
-                r.content = self.store_moved(Member::Toc(k.clone()), &data)?;
+                r.content = self.move_range(Member::Toc(k.clone()), range, &data, &mut moved)?;
                 self.toc.insert(k, Some(r));
             }
             for k in vars {
                 let Some(Some(mut r)) = self.vars.get(&k).cloned() else {
                     continue;
                 };
-                let data = cut(&r.content, r.len)
+                let (range, data) = cut(&r.content, r.len)
                     .ok_or_else(|| Error::corrupt("packed value beyond its frame", frame.offset))?;
-                r.content = self.store_moved(Member::Var(k.clone()), &data)?;
+                r.content = self.move_range(Member::Var(k.clone()), range, &data, &mut moved)?;
                 self.vars.insert(k, Some(r));
             }
         }

@@ -1,12 +1,14 @@
 //! The table of contents: files, directories and symlinks by path, as a
 //! B-tree of [`Record`]s with this handle's staged changes over it.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use crate::btree;
 use crate::crypto::seal::Kind;
 use crate::data::dedup::Noted;
 use crate::data::frames::{FrameWriter, fill};
+use crate::data::index::INDEX_MIN;
 use crate::data::pack::Member;
 use crate::data::read;
 use crate::error::{Error, Result};
@@ -143,11 +145,46 @@ impl Lockbox {
         self.store_content(member, data, hash, true)
     }
 
-    /// Stores bytes that a commit moves (repacks, relocation): shared within
-    /// the session only, never pointed back through the content index (at
-    /// the frame they are moving out of).
-    pub(crate) fn store_moved(&mut self, member: Member, data: &[u8]) -> Result<Content> {
-        self.store_content(member, data, None, false)
+    /// Stores bytes that a commit moves out of a packed frame (repacks,
+    /// relocation), the range `range` (offset, length) of that frame, for
+    /// `member`. Never pointed back through the content index (at the frame
+    /// they are moving out of). Members sharing a range keep sharing it:
+    /// `moved` maps each range moved so far from this frame to its first
+    /// member, whose new locator the others take. Contents of
+    /// `INDEX_MIN` bytes or more are hashed as they move (their hint goes
+    /// with them, and equal ones elsewhere in the session are shared);
+    /// smaller ones are not (the hash cost a relocation commit 9 % of its
+    /// time, for nothing the range map does not give).
+    pub(crate) fn move_range(
+        &mut self,
+        member: Member,
+        range: (u32, u64),
+        data: &[u8],
+        moved: &mut HashMap<(u32, u64), Member>,
+    ) -> Result<Content> {
+        if let Some(first) = moved.get(&range) {
+            match self.staged_content(first).map(|(c, _)| c.clone()) {
+                Some(Content::Pending { pack_id, offset }) => {
+                    let len = data.len() as u32;
+                    self.pack.add_member(pack_id, member, offset, len);
+                    return Ok(Content::Pending { pack_id, offset });
+                }
+                Some(c @ Content::Packed { .. }) => return Ok(c),
+                _ => {}
+            }
+        }
+        let small = data.len() > INLINE_MAX && data.len() < INDEX_MIN.min(self.pack_below());
+        let c = if !small {
+            self.store_content(member.clone(), data, None, false)?
+        } else {
+            if !self.pack.fits(data.len()) {
+                self.close_pack()?;
+            }
+            let (pack_id, offset) = self.pack.add(member.clone(), data);
+            Content::Pending { pack_id, offset }
+        };
+        moved.insert(range, member);
+        Ok(c)
     }
 
     fn store_content(

@@ -682,3 +682,40 @@ fn a_tree_imported_again_in_place_keeps_its_unchanged_files() {
         );
     }
 }
+
+/// A repack (in the commit, or in relocation commits) moves members that
+/// share a range once: the copies stay stored once, and read back.
+#[test]
+fn a_repack_keeps_shared_members_shared() {
+    for relocating in [false, true] {
+        let mut b = Lockbox::builder();
+        if relocating {
+            b = b.relocation_batch(1);
+        }
+        let mut lb = b.create_in_memory(Key::raw([4; 32])).unwrap();
+        let dup = random_bytes(61, 1000);
+        for i in 0..30u64 {
+            lb.put(&format!("dup/{i}"), &dup).unwrap();
+            lb.put(&format!("other/{i}"), &random_bytes(100 + i, 1000))
+                .unwrap();
+        }
+        lb.commit().unwrap();
+        // Every other `other` goes: the pack keeps live members next to
+        // dead ones and is repacked.
+        for i in (0..30).step_by(2) {
+            lb.delete(&format!("other/{i}")).unwrap();
+        }
+        let st = lb.commit().unwrap();
+        let r = lb.verify().unwrap();
+        // One copy of `dup` and 15 others: 16,000 bytes; 30 copies moved
+        // apart would be 45,000.
+        assert!(
+            r.data_bytes < 20_000,
+            "relocating {relocating}: {r:?} after {st:?}"
+        );
+        for i in 0..30 {
+            assert_eq!(lb.get(&format!("dup/{i}")).unwrap(), dup);
+        }
+        assert_eq!(lb.get("other/1").unwrap(), random_bytes(101, 1000));
+    }
+}
