@@ -347,6 +347,23 @@ impl Lockbox {
         }
     }
 
+    /// The committed content and length of the entry `key` of tree `tag`
+    /// (`TAG_TOC` or `TAG_VAR`); `None` if there is none (an empty tree
+    /// costs no lookup).
+    pub(crate) fn old_content(&self, tag: u8, key: &[u8]) -> Result<Option<(Content, u64)>> {
+        Ok(if tag == TAG_TOC {
+            match self.committed.toc.root {
+                Some(_) => self.old_toc(key)?.map(|r| (r.content, r.len)),
+                None => None,
+            }
+        } else {
+            match self.committed.vars.root {
+                Some(_) => self.old_var(key)?.map(|r| (r.content, r.len)),
+                None => None,
+            }
+        })
+    }
+
     /// Packed frames whose committed members leave them (deleted, replaced,
     /// or moved to another range), by offset: the frame and the ranges
     /// (offset, length) those members leave.
@@ -362,19 +379,17 @@ impl Lockbox {
                 }
             }
         };
-        for (k, new) in &self.toc {
-            let old = self.old_toc(k)?;
-            check(
-                old.as_ref().map(|r| (&r.content, r.len)),
-                new.as_ref().map(|r| &r.content),
-            );
-        }
-        for (k, new) in &self.vars {
-            let old = self.old_var(k)?;
-            check(
-                old.as_ref().map(|r| (&r.content, r.len)),
-                new.as_ref().map(|r| &r.content),
-            );
+        let toc = self
+            .toc
+            .iter()
+            .map(|(k, r)| (TAG_TOC, k, r.as_ref().map(|r| &r.content)));
+        let vars = self
+            .vars
+            .iter()
+            .map(|(k, r)| (TAG_VAR, k, r.as_ref().map(|r| &r.content)));
+        for (tag, k, new) in toc.chain(vars) {
+            let old = self.old_content(tag, k)?;
+            check(old.as_ref().map(|(c, len)| (c, *len)), new);
         }
         Ok(touched)
     }
@@ -566,11 +581,9 @@ impl Lockbox {
         let mut freed: Vec<(u64, u64)> = Vec::new();
         let mut pack_changes: Vec<Change> = Vec::new();
         let mut olds: Vec<OldContent> = Vec::with_capacity(self.toc.len() + self.vars.len());
-        for k in self.toc.keys() {
-            olds.push((TAG_TOC, k, self.old_toc(k)?.map(|r| (r.content, r.len))));
-        }
-        for k in self.vars.keys() {
-            olds.push((TAG_VAR, k, self.old_var(k)?.map(|r| (r.content, r.len))));
+        let keys = self.toc.keys().map(|k| (TAG_TOC, k));
+        for (tag, k) in keys.chain(self.vars.keys().map(|k| (TAG_VAR, k))) {
+            olds.push((tag, k, self.old_content(tag, k)?));
         }
         // A framed content is freed with its last user: no staged entry
         // keeps its root and no committed reference to it stays.

@@ -174,17 +174,23 @@ impl Lockbox {
             }
         }
         let small = data.len() > INLINE_MAX && data.len() < INDEX_MIN.min(self.pack_below());
-        let c = if !small {
-            self.store_content(member.clone(), data, None, false)?
-        } else {
-            if !self.pack.fits(data.len()) {
-                self.close_pack()?;
-            }
-            let (pack_id, offset) = self.pack.add(member.clone(), data);
+        let c = if small {
+            let (pack_id, offset) = self.pack_bytes(member.clone(), data)?;
             Content::Pending { pack_id, offset }
+        } else {
+            self.store_content(member.clone(), data, None, false)?
         };
         moved.insert(range, member);
         Ok(c)
+    }
+
+    /// Adds `data` to the open pack (closing it first if full): the new
+    /// member's pack and offset.
+    fn pack_bytes(&mut self, member: Member, data: &[u8]) -> Result<(u64, u32)> {
+        if !self.pack.fits(data.len()) {
+            self.close_pack()?;
+        }
+        Ok(self.pack.add(member, data))
     }
 
     fn store_content(
@@ -213,10 +219,7 @@ impl Lockbox {
                 self.dedup.hits.shared += 1;
                 return Ok(c);
             }
-            if !self.pack.fits(data.len()) {
-                self.close_pack()?;
-            }
-            let (pack_id, offset) = self.pack.add(member, data);
+            let (pack_id, offset) = self.pack_bytes(member, data)?;
             let noted = Noted {
                 pack_id,
                 offset,

@@ -309,23 +309,21 @@ fn copies_in_later_commits_share_and_the_index_goes_with_the_last_user() {
             .unwrap();
         lb.put("orig", &x).unwrap();
         lb.commit().unwrap();
-        // Later sessions, one copy per commit, then 50 in one.
-        for i in 0..5u64 {
-            let data = if dups {
+        // The copy, or distinct bytes of the same length and marker.
+        let data = |seed: u64| {
+            if dups {
                 x.clone()
             } else {
-                content(100 + i, &marker)
-            };
-            lb.put(&format!("later/{i}"), &data).unwrap();
+                content(seed, &marker)
+            }
+        };
+        // Later sessions, one copy per commit, then 50 in one.
+        for i in 0..5u64 {
+            lb.put(&format!("later/{i}"), &data(100 + i)).unwrap();
             lb.commit().unwrap();
         }
         for i in 0..50u64 {
-            let data = if dups {
-                x.clone()
-            } else {
-                content(200 + i, &marker)
-            };
-            lb.put(&format!("batch/{i:02}"), &data).unwrap();
+            lb.put(&format!("batch/{i:02}"), &data(200 + i)).unwrap();
         }
         lb.commit().unwrap();
         lb.verify().unwrap();

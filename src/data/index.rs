@@ -277,12 +277,7 @@ impl Lockbox {
             .into_iter()
             .next()
             .ok_or_else(missing)?;
-        let content = if tag == b'T' {
-            self.old_toc(&key)?.map(|r| r.content)
-        } else {
-            self.old_var(&key)?.map(|r| r.content)
-        };
-        content.ok_or_else(missing)
+        Ok(self.old_content(tag, &key)?.ok_or_else(missing)?.0)
     }
 
     /// The committed member references of the frame at `at`, with their

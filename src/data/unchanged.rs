@@ -135,18 +135,7 @@ impl Lockbox {
             Member::Toc(k) => (b'T', k),
             Member::Var(k) => (b'V', k),
         };
-        let old = if tag == b'T' {
-            if self.committed.toc.root.is_none() {
-                return Ok(None);
-            }
-            self.old_toc(key)?.map(|r| (r.content, r.len))
-        } else {
-            if self.committed.vars.root.is_none() {
-                return Ok(None);
-            }
-            self.old_var(key)?.map(|r| (r.content, r.len))
-        };
-        let Some((content, old_len)) = old else {
+        let Some((content, old_len)) = self.old_content(tag, key)? else {
             return Ok(None);
         };
         if old_len != len {
@@ -180,13 +169,10 @@ impl Lockbox {
             return;
         }
         for key in keys {
-            let Ok(Some(old)) = self.old_toc(key) else {
+            let Ok(Some((Content::Packed { frame, .. }, len))) = self.old_content(b'T', key) else {
                 continue;
             };
-            let Content::Packed { frame, .. } = old.content else {
-                continue;
-            };
-            if old.len >= INDEX_MIN as u64 {
+            if len >= INDEX_MIN as u64 {
                 continue; // compared through its hint
             }
             let recent = &self.dedup.recent;
