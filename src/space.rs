@@ -217,18 +217,10 @@ impl Lockbox {
 
     pub(crate) fn staged_users(&self) -> StagedUsers {
         let mut users = StagedUsers::new();
-        let toc = self
-            .toc
-            .iter()
-            .map(|(k, r)| (true, k, r.as_ref().map(|r| &r.content)));
-        let vars = self
-            .vars
-            .iter()
-            .map(|(k, r)| (false, k, r.as_ref().map(|r| &r.content)));
-        for (is_toc, k, c) in toc.chain(vars) {
+        for (tag, k, c) in self.staged_entries() {
             if let Some(Content::Packed { frame, .. }) = c {
                 let u = users.entry((frame.offset, frame.tag)).or_default();
-                if is_toc { &mut u.0 } else { &mut u.1 }.push(k.clone());
+                if tag == TAG_TOC { &mut u.0 } else { &mut u.1 }.push(k.clone());
             }
         }
         users
@@ -379,15 +371,7 @@ impl Lockbox {
                 }
             }
         };
-        let toc = self
-            .toc
-            .iter()
-            .map(|(k, r)| (TAG_TOC, k, r.as_ref().map(|r| &r.content)));
-        let vars = self
-            .vars
-            .iter()
-            .map(|(k, r)| (TAG_VAR, k, r.as_ref().map(|r| &r.content)));
-        for (tag, k, new) in toc.chain(vars) {
+        for (tag, k, new) in self.staged_entries() {
             let old = self.old_content(tag, k)?;
             check(old.as_ref().map(|(c, len)| (c, *len)), new);
         }
@@ -508,6 +492,20 @@ impl Lockbox {
             }
         }
         Ok(())
+    }
+
+    /// Every staged entry: tree tag (`TAG_TOC`, `TAG_VAR`), key, and new
+    /// content (`None`: deleted); files first, then variables.
+    fn staged_entries(&self) -> impl Iterator<Item = (u8, &Vec<u8>, Option<&Content>)> {
+        let toc = self
+            .toc
+            .iter()
+            .map(|(k, r)| (TAG_TOC, k, r.as_ref().map(|r| &r.content)));
+        let vars = self
+            .vars
+            .iter()
+            .map(|(k, r)| (TAG_VAR, k, r.as_ref().map(|r| &r.content)));
+        toc.chain(vars)
     }
 
     /// The contents and lengths of every staged entry that is not a
