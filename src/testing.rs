@@ -13,6 +13,9 @@ use crate::format::commit::{CommitRecord, TreeRoot};
 use crate::format::ptr::Ptr;
 use crate::lockbox::{Lockbox, now};
 
+/// The AEAD every region is sealed with: the perf example's cipher bounds
+/// run the same code.
+pub use crate::crypto::aead::Cipher;
 pub use crate::storage::backend::Backend;
 pub use crate::storage::memory::{read_image, write_image};
 pub use crate::verify::Inspection;

@@ -24,7 +24,7 @@ use std::hint::black_box;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
-use chacha20poly1305::{AeadInOut, KeyInit, XChaCha20Poly1305, XNonce};
+use lockbox::testing::Cipher;
 
 use crate::BoxResult;
 use crate::report::Section;
@@ -262,24 +262,21 @@ impl CpuBounds {
     }
 }
 
-fn bound_cipher() -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(&chacha20poly1305::Key::from([0x42u8; 32]))
+/// The crate's own XChaCha20-Poly1305.
+fn bound_cipher() -> Cipher {
+    Cipher::new(&[0x42u8; 32])
 }
 
 /// A fixed nonce and associated data: the cost of the cipher, not of a random source.
-fn bound_nonce() -> XNonce {
-    XNonce::try_from(&[7u8; 24][..]).expect("24-byte nonce")
-}
+const BOUND_NONCE: [u8; 24] = [7u8; 24];
 const BOUND_AAD: [u8; 41] = [0u8; 41];
 
-fn seal_in_place(c: &XChaCha20Poly1305, buf: &mut [u8]) -> chacha20poly1305::Tag {
-    c.encrypt_inout_detached(&bound_nonce(), &BOUND_AAD, buf.into())
-        .expect("seal")
+fn seal_in_place(c: &Cipher, buf: &mut [u8]) -> [u8; 16] {
+    c.seal(&BOUND_NONCE, &BOUND_AAD, buf).expect("seal")
 }
 
-fn open_in_place(c: &XChaCha20Poly1305, buf: &mut [u8], tag: &chacha20poly1305::Tag) {
-    c.decrypt_inout_detached(&bound_nonce(), &BOUND_AAD, buf.into(), tag)
-        .expect("open");
+fn open_in_place(c: &Cipher, buf: &mut [u8], tag: &[u8; 16]) {
+    c.open(&BOUND_NONCE, &BOUND_AAD, buf, tag).expect("open");
 }
 
 /// CPU bounds on `frames` (cut by `frames_of` with the same `coding`),

@@ -1,6 +1,6 @@
 //! User keys, the master key and the subkeys derived from it.
 
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use crate::crypto::aead::Cipher;
 use zeroize::{Zeroize, Zeroizing};
 
 /// A key that opens a lockbox: a passphrase (stretched with Argon2id) or a
@@ -61,7 +61,7 @@ impl MasterKey {
 /// a one-way hash of the subkey, not the key: it is computed once here, so
 /// a seal that is not being recorded pays nothing for it.
 pub(crate) struct SealKey {
-    pub cipher: XChaCha20Poly1305,
+    pub cipher: Cipher,
     pub id: KeyId,
 }
 
@@ -99,7 +99,7 @@ fn derive(context: &str, master: &MasterKey) -> Zeroizing<[u8; 32]> {
 fn seal_key(context: &str, master: &MasterKey) -> SealKey {
     let k = derive(context, master);
     SealKey {
-        cipher: XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*k)),
+        cipher: Cipher::new(&k),
         id: key_id(&k),
     }
 }

@@ -5,14 +5,12 @@
 //! A sealed region is `nonce[24] || ciphertext || tag[16]`; the plaintext is
 //! `codec u8 || body`, codec 0 = stored, 1 = zstd. See `docs/format.md`.
 
-use chacha20poly1305::{AeadInOut, XChaCha20Poly1305, XNonce};
-
+use crate::crypto::aead::Cipher;
 use crate::crypto::keys::SealKey;
 use crate::error::{Error, Result};
 use crate::format::FORMAT_VERSION;
 
-pub const NONCE_LEN: usize = 24;
-pub const TAG_LEN: usize = 16;
+pub use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
 /// Bytes a sealed region adds around its body: nonce, codec byte, tag.
 pub const OVERHEAD: usize = NONCE_LEN + 1 + TAG_LEN;
 
@@ -108,16 +106,14 @@ impl Prepared {
         fill_random(&mut self.buf[..NONCE_LEN])?;
         let (nonce, body) = self.buf.split_at_mut(NONCE_LEN);
         crate::testing::on_seal(archive_id, &key.id, nonce);
-        let nonce = XNonce::try_from(&*nonce).map_err(|_| Error::corrupt("nonce length", 0))?;
-        let tag = key
+        let nonce: &[u8; NONCE_LEN] = (&*nonce).try_into().expect("nonce prefix");
+        let t = key
             .cipher
-            .encrypt_inout_detached(&nonce, aad, body.into())
+            .seal(nonce, aad, body)
             .map_err(|_| Error::LimitExceeded {
                 what: "region too large to encrypt".into(),
                 limit: u32::MAX as u64,
             })?;
-        let mut t = [0u8; 16];
-        t.copy_from_slice(&tag);
         self.buf.extend_from_slice(&t);
         Ok(t)
     }
@@ -156,7 +152,7 @@ impl Compressor {
 /// Authenticates and decrypts a sealed `region` in place; returns the
 /// plaintext's codec byte and body (a sub-slice of `region`).
 pub fn open<'a>(
-    cipher: &XChaCha20Poly1305,
+    cipher: &Cipher,
     aad: &[u8],
     region: &'a mut [u8],
     offset: u64,
@@ -170,16 +166,14 @@ pub fn open<'a>(
     let (nonce, rest) = region.split_at_mut(NONCE_LEN);
     let split = rest.len() - TAG_LEN;
     let (body, tag) = rest.split_at_mut(split);
-    let nonce = XNonce::try_from(&*nonce).map_err(|_| Error::corrupt("nonce", offset))?;
-    let tag = chacha20poly1305::Tag::try_from(&*tag).map_err(|_| Error::corrupt("tag", offset))?;
-    cipher
-        .decrypt_inout_detached(&nonce, aad, (&mut *body).into(), &tag)
-        .map_err(|_| {
-            Error::corrupt(
-                "authentication failed (damaged, moved or replayed region)",
-                offset,
-            )
-        })?;
+    let nonce: &[u8; NONCE_LEN] = (&*nonce).try_into().expect("nonce prefix");
+    let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag suffix");
+    cipher.open(nonce, aad, body, tag).map_err(|_| {
+        Error::corrupt(
+            "authentication failed (damaged, moved or replayed region)",
+            offset,
+        )
+    })?;
     let (codec, body) = body
         .split_first()
         .ok_or_else(|| Error::corrupt("empty plaintext", offset))?;

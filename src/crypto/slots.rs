@@ -3,9 +3,9 @@
 //! (tables A and B, newest valid sequence wins) so it can be rewritten
 //! without a window where no table is valid.
 
-use chacha20poly1305::{AeadInOut, KeyInit, XChaCha20Poly1305, XNonce};
 use zeroize::Zeroizing;
 
+use super::aead::Cipher;
 use super::keys::{Key, KeyKind, MasterKey};
 use super::seal::{Kind, fill_random};
 use crate::error::{Error, Result};
@@ -168,24 +168,17 @@ impl Slot {
             let id = crate::crypto::keys::key_id(&wk);
             crate::testing::on_seal(archive_id, &id, &nonce);
         }
-        let cipher = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*wk));
         let mut wrapped = *master.0;
-        let tag = cipher
-            .encrypt_inout_detached(
-                &XNonce::from(nonce),
-                &slot_aad(archive_id),
-                (&mut wrapped[..]).into(),
-            )
+        let tag = Cipher::new(&wk)
+            .seal(&nonce, &slot_aad(archive_id), &mut wrapped[..])
             .map_err(|_| Error::corrupt("key wrap failed", 0))?;
-        let mut t = [0u8; 16];
-        t.copy_from_slice(&tag);
         Ok(Slot {
             kind,
             kdf,
             salt,
             nonce,
             wrapped,
-            tag: t,
+            tag,
         })
     }
 
@@ -195,15 +188,8 @@ impl Slot {
         let Some(wk) = wrapping_key(key, self.kind, &self.kdf, &self.salt)? else {
             return Ok(None);
         };
-        let cipher = XChaCha20Poly1305::new(&chacha20poly1305::Key::from(*wk));
         let mut m = Zeroizing::new(self.wrapped);
-        let tag = chacha20poly1305::Tag::from(self.tag);
-        match cipher.decrypt_inout_detached(
-            &XNonce::from(self.nonce),
-            &slot_aad(archive_id),
-            (&mut m[..]).into(),
-            &tag,
-        ) {
+        match Cipher::new(&wk).open(&self.nonce, &slot_aad(archive_id), &mut m[..], &self.tag) {
             Ok(()) => Ok(Some(MasterKey(m))),
             Err(_) => Ok(None),
         }
