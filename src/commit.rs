@@ -18,7 +18,7 @@ use crate::format::entry::{Content, Record, VarRecord};
 use crate::format::{REDACT_DIRTY, REDACT_MARK};
 use crate::lockbox::{Lockbox, now};
 use crate::options::CommitStats;
-use crate::space::{RedactList, merge_extents};
+use crate::space::{RedactList, SpacePlan, merge_extents};
 
 impl Lockbox {
     /// Makes every staged change durable and visible, atomically: new
@@ -71,10 +71,16 @@ impl Lockbox {
             // Pages may be half written: only a reopen knows what is durable.
             self.poisoned = true;
         }
-        let (mut stats, rec, redact) = r?;
-        stats.bytes_written += self
-            .write_commit_slot(rec)
-            .inspect_err(|_| self.poisoned = true)?;
+        let (mut stats, rec, redact, taken) = r?;
+        match self.write_commit_slot(rec) {
+            Ok(n) => stats.bytes_written += n,
+            Err(e) => {
+                self.poisoned = true;
+                taken.restore(self);
+                return Err(e);
+            }
+        }
+        drop(taken);
         // Durable: this commit's allocations are no longer the session's.
         self.store.with_allocator(|a| a.session.clear());
         self.toc.clear();
@@ -102,16 +108,16 @@ impl Lockbox {
         Ok(stats)
     }
 
-    fn commit_pages(&mut self) -> Result<(CommitStats, CommitRecord, RedactList)> {
-        let generation = self.next_gen();
-        let cap = self.header.node_capacity as usize;
-        let before = self.store.io_stats();
-        let mut stats = CommitStats {
-            sequence: generation,
+    /// Plans the space, then writes every page of the commit and syncs:
+    /// everything before the commit point. The staged entries are taken
+    /// out for the writing and put back if it fails.
+    fn commit_pages(&mut self) -> Result<(CommitStats, CommitRecord, RedactList, Taken)> {
+        let stats = CommitStats {
+            sequence: self.next_gen(),
             entries_changed: (self.toc.len() + self.vars.len()) as u64,
             ..Default::default()
         };
-        let mut plan = self.plan_space()?;
+        let plan = self.plan_space()?;
         let pending = |c: &Content| matches!(c, Content::Pending { .. });
         if self.toc.values().flatten().any(|r| pending(&r.content))
             || self.vars.values().flatten().any(|r| pending(&r.content))
@@ -121,7 +127,26 @@ impl Lockbox {
                 0,
             ));
         }
-        let mut freed = plan.freed;
+        let (taken, changes) = Taken::from(self);
+        match self.write_pages(plan, changes, stats) {
+            Ok((stats, rec, redact)) => Ok((stats, rec, redact, taken)),
+            Err(e) => {
+                taken.restore(self);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_pages(
+        &mut self,
+        mut plan: SpacePlan,
+        (mut toc_changes, mut var_changes): (Vec<Change>, Vec<Change>),
+        mut stats: CommitStats,
+    ) -> Result<(CommitStats, CommitRecord, RedactList)> {
+        let generation = self.next_gen();
+        let cap = self.header.node_capacity as usize;
+        let before = self.store.io_stats();
+        let mut freed = std::mem::take(&mut plan.freed);
         let apply = |kind: Kind,
                      root,
                      changes: &mut [Change],
@@ -134,11 +159,6 @@ impl Lockbox {
             self.store.forget(&a.freed);
             Ok::<_, Error>(r)
         };
-        let mut toc_changes: Vec<Change> = self
-            .toc
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(Record::encode)))
-            .collect();
         let toc = apply(
             Kind::TocNode,
             &self.committed.toc,
@@ -146,11 +166,6 @@ impl Lockbox {
             &mut stats,
             &mut freed,
         )?;
-        let mut var_changes: Vec<Change> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_ref().map(VarRecord::encode)))
-            .collect();
         let vars = apply(
             Kind::VarNode,
             &self.committed.vars,
@@ -167,12 +182,12 @@ impl Lockbox {
         )?;
         let (free, old_free_pages, pages, _) = self.apply_free_index(generation, cap)?;
         stats.pages_written += pages;
-        let mut plain = plan.plain;
+        let mut plain = std::mem::take(&mut plan.plain);
         plain.extend(old_free_pages.iter().map(|p| (p.offset, p.len as u64)));
         let freed = RedactList {
             zero: merge_extents(freed),
             plain: merge_extents(plain),
-            repack: plan.repack,
+            repack: std::mem::take(&mut plan.repack),
         };
         let redact = if freed.is_empty() {
             None
@@ -328,5 +343,62 @@ impl Drop for Lockbox {
         if !self.read_only && !self.poisoned && (self.has_changes() || self.store.is_dirty()) {
             self.rollback();
         }
+    }
+}
+
+/// The staged entries while a commit writes them. Their keys move into the
+/// tree changes, which the B-tree consumes; a copy of the keys packed in one
+/// buffer and the records themselves stay here, so a commit that fails
+/// before its commit point puts the entries back (a poisoned handle still
+/// reads what was staged) without a copy of each key on the way.
+pub(crate) struct Taken {
+    keys: Vec<u8>,
+    /// End of each key in `keys`: files first, then variables.
+    ends: Vec<usize>,
+    toc: Vec<Option<Record>>,
+    vars: Vec<Option<VarRecord>>,
+}
+
+impl Taken {
+    /// Takes the staged entries out of `lb`; returns them and the TOC and
+    /// variable tree changes they make.
+    fn from(lb: &mut Lockbox) -> (Taken, (Vec<Change>, Vec<Change>)) {
+        let n = lb.toc.len() + lb.vars.len();
+        let mut t = Taken {
+            keys: Vec::new(),
+            ends: Vec::with_capacity(n),
+            toc: Vec::with_capacity(lb.toc.len()),
+            vars: Vec::with_capacity(lb.vars.len()),
+        };
+        let bytes = lb.toc.keys().chain(lb.vars.keys()).map(Vec::len).sum();
+        t.keys.reserve_exact(bytes);
+        let mut toc = Vec::with_capacity(lb.toc.len());
+        for (k, v) in std::mem::take(&mut lb.toc) {
+            t.keys.extend_from_slice(&k);
+            t.ends.push(t.keys.len());
+            toc.push((k, v.as_ref().map(Record::encode)));
+            t.toc.push(v);
+        }
+        let mut vars = Vec::with_capacity(lb.vars.len());
+        for (k, v) in std::mem::take(&mut lb.vars) {
+            t.keys.extend_from_slice(&k);
+            t.ends.push(t.keys.len());
+            vars.push((k, v.as_ref().map(VarRecord::encode)));
+            t.vars.push(v);
+        }
+        (t, (toc, vars))
+    }
+
+    /// Puts the entries back into `lb`'s overlays.
+    fn restore(self, lb: &mut Lockbox) {
+        let key = |i: usize| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] };
+            self.keys[start..self.ends[i]].to_vec()
+        };
+        let files = self.toc.len();
+        let toc = self.toc.into_iter().enumerate();
+        lb.toc = toc.map(|(i, v)| (key(i), v)).collect();
+        let vars = self.vars.into_iter().enumerate();
+        lb.vars = vars.map(|(i, v)| (key(files + i), v)).collect();
     }
 }
