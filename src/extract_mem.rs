@@ -10,6 +10,13 @@
 //! delivered. There is no barrier between batches, so the workers always
 //! have frames to decode while the callback runs. A small file is handed
 //! over as a slice of its decoded frame.
+//!
+//! A dropped frame waits among the recent ones (the newest
+//! `RECENT_BYTES`; older ones lend their buffers to new frames). A member
+//! planned later that shares a packed frame still there (a deduplicated
+//! file, usually a few directories after its first copy) takes it back
+//! instead of decoding it again: on a 46k-file Python tree 70 of 562
+//! frames were decoded twice per pass, 29 now, for 8 MiB more memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
@@ -33,6 +40,9 @@ const AHEAD_BYTES: u64 = 8 << 20;
 /// Files up to this size have all their frames decoded ahead; larger
 /// ones are read when their turn comes (`read_at` decodes in parallel).
 const AHEAD_FILE: u64 = 4 << 20;
+/// Bytes of delivered frames kept for members planned later that share
+/// them (deduplicated files).
+const RECENT_BYTES: u64 = 8 << 20;
 
 /// A frame decoding on the workers, and how many planned entries still
 /// need it.
@@ -72,25 +82,74 @@ impl Window {
     }
 
     /// Drops the frames at the front that no planned entry needs, keeping
-    /// their buffers in `spare` for the next frames.
-    fn release(&mut self, spare: &Mutex<Vec<Vec<u8>>>) {
+    /// their buffers (and, for packed frames, bytes) in `recent`.
+    fn release(&mut self, recent: &Mutex<Recent>) {
         while self.frames.front().is_some_and(|d| d.users == 0) {
             if let Some(d) = self.frames.pop_front() {
-                if let Some(Ok(buf)) = d.slot.take() {
-                    let mut spare = spare.lock().unwrap_or_else(|e| e.into_inner());
-                    if spare.len() < AHEAD_FRAMES {
-                        spare.push(buf);
-                    }
-                }
-                self.bytes -= d.ptr.raw_len as u64;
                 let key = (d.ptr.offset, d.ptr.tag);
-                if self.packs.get(&key) == Some(&self.base) {
+                let packed = self.packs.get(&key) == Some(&self.base);
+                if packed {
                     self.packs.remove(&key);
                 }
+                if let Some(Ok(buf)) = d.slot.take() {
+                    lock(recent).keep(packed.then_some(key), buf);
+                }
+                self.bytes -= d.ptr.raw_len as u64;
             }
             self.base += 1;
         }
     }
+}
+
+type FrameKey = (u64, [u8; 16]);
+
+/// Frames delivered already, oldest first: packed ones with their key, to
+/// be taken back by a later member that shares them. The newest
+/// `RECENT_BYTES` are kept; older ones give their buffers to new frames.
+#[derive(Default)]
+struct Recent {
+    frames: VecDeque<(Option<FrameKey>, Vec<u8>)>,
+    bytes: u64,
+}
+
+impl Recent {
+    fn keep(&mut self, key: Option<FrameKey>, buf: Vec<u8>) {
+        self.bytes += buf.len() as u64;
+        self.frames.push_back((key, buf));
+        // Buffers kept beyond the recent bytes are spares, as many as the
+        // window may ask for; more are dropped.
+        while self.frames.len() > 2 * AHEAD_FRAMES {
+            self.pop();
+        }
+    }
+
+    fn pop(&mut self) -> Option<Vec<u8>> {
+        let (_, b) = self.frames.pop_front()?;
+        self.bytes -= b.len() as u64;
+        Some(b)
+    }
+
+    /// The decoded bytes of packed frame `key`, if still here.
+    fn take(&mut self, key: FrameKey) -> Option<Vec<u8>> {
+        let i = self.frames.iter().position(|(k, _)| *k == Some(key))?;
+        let (_, b) = self.frames.remove(i)?;
+        self.bytes -= b.len() as u64;
+        Some(b)
+    }
+
+    /// A buffer to decode into: the oldest one, unless the frames kept are
+    /// all recent.
+    fn buffer(&mut self) -> Vec<u8> {
+        let oldest = self.frames.front().map_or(0, |(_, b)| b.len() as u64);
+        if self.bytes.saturating_sub(oldest) < RECENT_BYTES {
+            return Vec::new();
+        }
+        self.pop().unwrap_or_default()
+    }
+}
+
+fn lock(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
+    recent.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `f` on a decoded frame's bytes, or returns its decoding error.
@@ -129,8 +188,7 @@ impl Lockbox {
         let mut planned: VecDeque<Planned> = VecDeque::new();
         // The frames of the entry being planned (one list for all entries).
         let mut ptrs: Vec<Ptr> = Vec::new();
-        // Buffers of delivered frames, decoded into again.
-        let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+        let recent: Mutex<Recent> = Mutex::new(Recent::default());
         rayon::in_place_scope(|s| -> Result<()> {
             let mut more = true;
             loop {
@@ -154,16 +212,22 @@ impl Lockbox {
                             continue;
                         }
                         let slot = Arc::new(Slot::default());
-                        let job = slot.clone();
-                        let spare = &spare;
-                        s.spawn(move |_| {
-                            let buf = spare
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .pop()
-                                .unwrap_or_default();
-                            job.fill(self.store.frame_into(&ptr, buf));
-                        });
+                        let kept = if packed {
+                            lock(&recent).take(key)
+                        } else {
+                            None
+                        };
+                        match kept {
+                            Some(bytes) => slot.fill(Ok(bytes)),
+                            None => {
+                                let job = slot.clone();
+                                let recent = &recent;
+                                s.spawn(move |_| {
+                                    let buf = lock(recent).buffer();
+                                    job.fill(self.store.frame_into(&ptr, buf));
+                                });
+                            }
+                        }
                         if packed {
                             w.packs.insert(key, w.base + w.frames.len());
                         }
@@ -190,7 +254,7 @@ impl Lockbox {
                         d.users = d.users.saturating_sub(1);
                     }
                 }
-                w.release(&spare);
+                w.release(&recent);
             }
         })?;
         stats.duration = started.elapsed();

@@ -270,3 +270,64 @@ fn extract_all_reads_each_frame_once() {
         "extract_all read {read} bytes of a {size}-byte archive"
     );
 }
+
+/// A deduplicated file shares the packed frame of its first copy a few
+/// packs back in tree order, a frame `extract_all` has delivered and
+/// dropped by then: it takes the decoded frame back from the recent ones
+/// instead of decoding it again, so a pass still reads no more than the
+/// archive (it read each such frame twice before).
+#[test]
+fn extract_all_reuses_a_recent_frame_for_a_duplicate() {
+    const BACK: usize = 200;
+    let mut lb = Lockbox::builder()
+        .profile(Profile::BulkImport)
+        .create_in_memory(Key::raw([6; 32]))
+        .unwrap();
+    // 3 KiB barely compressible files, about 21 directories per 1 MiB
+    // pack; from the 200th directory on, each holds a copy of a file 200
+    // directories (nine packs) back: past the 8 MiB the pass decodes
+    // ahead, so that pack has been delivered and dropped by then.
+    let mut rng = XorShift::new(0x5eed);
+    let mut firsts = Vec::new();
+    let mut expected = 0u64;
+    for d in 0..320 {
+        for f in 0..16 {
+            let data = rng.bytes(3072);
+            expected += data.len() as u64;
+            lb.put(&format!("d{d:03}/b{f:02}"), &data).unwrap();
+            if f == 0 {
+                firsts.push(data);
+            }
+        }
+        if d >= BACK {
+            let copy = &firsts[d - BACK];
+            expected += copy.len() as u64;
+            lb.put(&format!("d{d:03}/copy"), copy).unwrap();
+        }
+    }
+    lb.commit().unwrap();
+    let image = lb.image().unwrap();
+    let size = image.len() as u64;
+    let lb = Lockbox::builder()
+        .open_bytes(image, Key::raw([6; 32]))
+        .unwrap();
+    let before = lb.io_stats().bytes_read;
+    let mut got = 0u64;
+    let mut copies = 0;
+    lb.extract_all("", |e, b| {
+        got += b.len() as u64;
+        if e.path.ends_with("/copy") {
+            let d: usize = e.path[1..4].parse().unwrap();
+            assert_eq!(b, &firsts[d - BACK][..], "{}", e.path);
+            copies += 1;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((got, copies), (expected, 320 - BACK));
+    let read = lb.io_stats().bytes_read - before;
+    assert!(
+        read <= size,
+        "extract_all read {read} bytes of a {size}-byte archive"
+    );
+}
