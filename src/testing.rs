@@ -314,3 +314,63 @@ mod tests {
         assert_eq!(rec.take(&id).sealings(), 0, "take removes them");
     }
 }
+
+/// A data frame of a lockbox, for the perf example's decoding bound.
+#[derive(Clone, Copy, Debug)]
+pub struct DataFrame {
+    ptr: Ptr,
+    /// Bytes it decodes to.
+    pub raw_len: u32,
+}
+
+/// Every data frame the committed tree's files use, each once, in tree
+/// order: what `extract_all` decodes in one pass.
+pub fn data_frames(lb: &Lockbox) -> Result<Vec<DataFrame>> {
+    use crate::format::entry::{Content, EntryKind};
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for item in lb.extraction_list("")? {
+        let (_, rec) = item?;
+        if rec.kind != EntryKind::File {
+            continue;
+        }
+        match &rec.content {
+            Content::Packed { frame, .. } if seen.insert((frame.offset, frame.tag)) => {
+                out.push(*frame);
+            }
+            Content::Frames {
+                frame_size,
+                depth,
+                root,
+            } => {
+                if !seen.insert((root.offset, root.tag)) {
+                    continue; // shared with a file listed already
+                }
+                let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
+                let layout = (rec.len, *frame_size as u64, n);
+                for i in 0..n {
+                    out.push(crate::data::frames::frame_of(
+                        &lb.store,
+                        (*depth, root),
+                        layout,
+                        i,
+                    )?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|ptr| DataFrame {
+            ptr,
+            raw_len: ptr.raw_len,
+        })
+        .collect())
+}
+
+/// Reads, authenticates, decrypts and decompresses `frame` into `buf`
+/// (its capacity reused), as extraction does.
+pub fn decode_frame(lb: &Lockbox, frame: &DataFrame, buf: Vec<u8>) -> Result<Vec<u8>> {
+    lb.store.frame_into(&frame.ptr, buf)
+}

@@ -24,6 +24,7 @@ use std::hint::black_box;
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
+use lockbox::Lockbox;
 use lockbox::testing::Cipher;
 
 use crate::BoxResult;
@@ -494,4 +495,67 @@ pub fn slowest(stages: &[(String, f64)]) -> (String, f64) {
 /// Cuts `data` into frames of `coding.frame` bytes (the last may be shorter).
 pub fn frames_of(data: &[u8], coding: Coding) -> Vec<Vec<u8>> {
     data.chunks(coding.frame).map(|c| c.to_vec()).collect()
+}
+
+/// Open + decompress of an archive's own data frames
+/// (`lockbox::testing::data_frames`, each once), read from its file as
+/// extraction reads them, on 1 thread and on every core: the bound of
+/// decoding "the same frames" an extraction decodes, without its walk.
+pub struct ArchiveFrames {
+    pub frames: usize,
+    pub bytes: u64,
+    pub rate: Rate,
+}
+
+impl ArchiveFrames {
+    pub fn measure(lb: &Lockbox) -> BoxResult<ArchiveFrames> {
+        let frames = lockbox::testing::data_frames(lb)?;
+        if frames.is_empty() {
+            return Err("archive_frames: the archive holds no data frame".into());
+        }
+        let rate = rate_of(frames.len(), Vec::new, |buf, i| {
+            let b = std::mem::take(buf);
+            *buf = lockbox::testing::decode_frame(lb, &frames[i], b).expect("decode frame");
+            u64::from(frames[i].raw_len)
+        });
+        Ok(ArchiveFrames {
+            frames: frames.len(),
+            bytes: frames.iter().map(|f| u64::from(f.raw_len)).sum(),
+            rate,
+        })
+    }
+
+    /// The stage, for fractions of an extraction that delivers `logical`
+    /// bytes: the rate per byte delivered at which the frames decode, so
+    /// a fraction is the time decoding them takes over the extraction's
+    /// time (deduplicated files are delivered more than once from frames
+    /// decoded once: rates per plaintext byte would credit that to the
+    /// extraction).
+    pub fn stage(&self, logical: u64) -> (String, f64) {
+        let (what, rate) = self.rate.stage(&format!(
+            "open+decompress of the archive's {} frames",
+            self.frames
+        ));
+        let per_delivered = rate * logical as f64 / self.bytes.max(1) as f64;
+        (format!("{what}, per byte delivered"), per_delivered)
+    }
+
+    /// Its row and JSON (`archive_open_decompress_1t_mib_s`, `..._mib_s`).
+    pub fn report(&self, sec: &mut Section) {
+        sec.row(
+            "bound: open+decompress, the archive's own frames",
+            None,
+            Some(self.rate.all),
+            None,
+            format!(
+                "{}; {} frames, {} of plaintext, read from the archive",
+                self.rate.detail(),
+                self.frames,
+                fmt_bytes(self.bytes)
+            ),
+        );
+        sec.json_f("archive_open_decompress_1t_mib_s", self.rate.one);
+        sec.json_f("archive_open_decompress_mib_s", self.rate.all);
+        sec.json_u("archive_frames", self.frames as u64);
+    }
 }

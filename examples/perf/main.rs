@@ -78,6 +78,11 @@
 //! the rate at which the filesystem accepts create + write + close of the
 //! same number of files of the same sizes (for `tree`, on the disk and on
 //! tmpfs; for `small` and `tree`, also open + read + close of the source).
+//! For `small`'s add_path archive and `tree`, also open + decompress of the
+//! archive's own data frames, each once, read from its file
+//! (`testing::data_frames`): the extractions' CPU bound, expressed per byte
+//! delivered (a fraction is then the time decoding the frames takes over
+//! the extraction's time, deduplicated files not counted twice).
 //! Lockbox's add/import/extract rates are printed as a fraction of the
 //! relevant bound (the slowest stage, each stage at its best thread count,
 //! on the coding of the archive the figure writes or reads: an upper
