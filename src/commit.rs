@@ -139,14 +139,19 @@ impl Lockbox {
 
     fn write_pages(
         &mut self,
-        mut plan: SpacePlan,
+        plan: SpacePlan,
         (mut toc_changes, mut var_changes): (Vec<Change>, Vec<Change>),
         mut stats: CommitStats,
     ) -> Result<(CommitStats, CommitRecord, RedactList)> {
         let generation = self.next_gen();
         let cap = self.header.node_capacity as usize;
         let before = self.store.io_stats();
-        let mut freed = std::mem::take(&mut plan.freed);
+        let SpacePlan {
+            mut freed,
+            mut plain,
+            mut pack_changes,
+            repack,
+        } = plan;
         let apply = |kind: Kind,
                      root,
                      changes: &mut [Change],
@@ -176,18 +181,17 @@ impl Lockbox {
         let packs = apply(
             Kind::PackNode,
             &self.committed.packs,
-            &mut plan.pack_changes,
+            &mut pack_changes,
             &mut stats,
             &mut freed,
         )?;
         let (free, old_free_pages, pages, _) = self.apply_free_index(generation, cap)?;
         stats.pages_written += pages;
-        let mut plain = std::mem::take(&mut plan.plain);
         plain.extend(old_free_pages.iter().map(|p| (p.offset, p.len as u64)));
         let freed = RedactList {
             zero: merge_extents(freed),
             plain: merge_extents(plain),
-            repack: std::mem::take(&mut plan.repack),
+            repack,
         };
         let redact = if freed.is_empty() {
             None
@@ -349,7 +353,7 @@ impl Drop for Lockbox {
 /// The staged entries while a commit writes them. Their keys move into the
 /// tree changes, which the B-tree consumes; a copy of the keys packed in one
 /// buffer and the records themselves stay here, so a commit that fails
-/// before its commit point puts the entries back (a poisoned handle still
+/// before or at its commit point puts the entries back (a poisoned handle still
 /// reads what was staged) without a copy of each key on the way.
 pub(crate) struct Taken {
     keys: Vec<u8>,
