@@ -19,6 +19,7 @@ use crate::format::{REDACT_DIRTY, REDACT_MARK};
 use crate::lockbox::{Lockbox, now};
 use crate::options::CommitStats;
 use crate::space::{RedactList, SpacePlan, merge_extents};
+use crate::staged::Overlay;
 
 impl Lockbox {
     /// Makes every staged change durable and visible, atomically: new
@@ -367,30 +368,18 @@ impl Taken {
     /// Takes the staged entries out of `lb`; returns them and the TOC and
     /// variable tree changes they make.
     fn from(lb: &mut Lockbox) -> (Taken, (Vec<Change>, Vec<Change>)) {
-        let n = lb.toc.len() + lb.vars.len();
-        let mut t = Taken {
-            keys: Vec::new(),
-            ends: Vec::with_capacity(n),
-            toc: Vec::with_capacity(lb.toc.len()),
-            vars: Vec::with_capacity(lb.vars.len()),
-        };
         let bytes = lb.toc.keys().chain(lb.vars.keys()).map(Vec::len).sum();
-        t.keys.reserve_exact(bytes);
-        let mut toc = Vec::with_capacity(lb.toc.len());
-        for (k, v) in std::mem::take(&mut lb.toc) {
-            t.keys.extend_from_slice(&k);
-            t.ends.push(t.keys.len());
-            toc.push((k, v.as_ref().map(Record::encode)));
-            t.toc.push(v);
-        }
-        let mut vars = Vec::with_capacity(lb.vars.len());
-        for (k, v) in std::mem::take(&mut lb.vars) {
-            t.keys.extend_from_slice(&k);
-            t.ends.push(t.keys.len());
-            vars.push((k, v.as_ref().map(VarRecord::encode)));
-            t.vars.push(v);
-        }
-        (t, (toc, vars))
+        let (mut keys, mut ends) = (Vec::with_capacity(bytes), Vec::new());
+        let (toc_changes, toc) = take_overlay(&mut lb.toc, Record::encode, &mut keys, &mut ends);
+        let (var_changes, vars) =
+            take_overlay(&mut lb.vars, VarRecord::encode, &mut keys, &mut ends);
+        let t = Taken {
+            keys,
+            ends,
+            toc,
+            vars,
+        };
+        (t, (toc_changes, var_changes))
     }
 
     /// Puts the entries back into `lb`'s overlays.
@@ -405,4 +394,24 @@ impl Taken {
         let vars = self.vars.into_iter().enumerate();
         lb.vars = vars.map(|(i, v)| (key(files + i), v)).collect();
     }
+}
+
+/// Moves `overlay`'s entries out: their tree changes (keys moved, records
+/// encoded) and their records; each key's bytes are appended to `keys`
+/// and its end to `ends`.
+fn take_overlay<V>(
+    overlay: &mut Overlay<V>,
+    encode: fn(&V) -> Vec<u8>,
+    keys: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> (Vec<Change>, Vec<Option<V>>) {
+    let mut changes = Vec::with_capacity(overlay.len());
+    let mut records = Vec::with_capacity(overlay.len());
+    for (k, v) in std::mem::take(overlay) {
+        keys.extend_from_slice(&k);
+        ends.push(keys.len());
+        changes.push((k, v.as_ref().map(encode)));
+        records.push(v);
+    }
+    (changes, records)
 }

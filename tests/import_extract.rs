@@ -251,11 +251,7 @@ fn extract_all_reads_each_frame_once() {
         }
     }
     lb.commit().unwrap();
-    let image = lb.image().unwrap();
-    let size = image.len() as u64;
-    let lb = Lockbox::builder()
-        .open_bytes(image, Key::raw([5; 32]))
-        .unwrap();
+    let (lb, size) = reopened(&lb, [5; 32]);
     let before = lb.io_stats().bytes_read;
     let mut got = 0u64;
     lb.extract_all("", |_, b| {
@@ -306,11 +302,7 @@ fn extract_all_reuses_a_recent_frame_for_a_duplicate() {
         }
     }
     lb.commit().unwrap();
-    let image = lb.image().unwrap();
-    let size = image.len() as u64;
-    let lb = Lockbox::builder()
-        .open_bytes(image, Key::raw([6; 32]))
-        .unwrap();
+    let (lb, size) = reopened(&lb, [6; 32]);
     let before = lb.io_stats().bytes_read;
     let mut got = 0u64;
     let mut copies = 0;
@@ -330,4 +322,13 @@ fn extract_all_reuses_a_recent_frame_for_a_duplicate() {
         read <= size,
         "extract_all read {read} bytes of a {size}-byte archive"
     );
+}
+
+/// `lb`'s committed image opened again in memory under `key`, and the
+/// image's size.
+fn reopened(lb: &Lockbox, key: [u8; 32]) -> (Lockbox, u64) {
+    let image = lb.image().unwrap();
+    let size = image.len() as u64;
+    let lb = Lockbox::builder().open_bytes(image, Key::raw(key)).unwrap();
+    (lb, size)
 }
