@@ -156,6 +156,19 @@ fn lock(recent: &Mutex<Recent>) -> std::sync::MutexGuard<'_, Recent> {
     recent.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The first `len` bytes of `buf`, for a file's bytes to overwrite
+/// whole. `buf` keeps every byte it was filled with, so zeros are written
+/// only where it grows past its longest file so far (clearing and
+/// zero-filling it for every file larger than 4 MiB showed as 30 % of the
+/// calling thread's samples in a pass over a Python tree; the pass's CPU
+/// time fell by 0.6 %, its time within noise).
+fn first_bytes(buf: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
+    &mut buf[..len]
+}
+
 /// Runs `f` on a decoded frame's bytes, or returns its decoding error.
 fn with_bytes<R>(d: &Decoding, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
     match d.slot.with(|r| r.as_ref().ok().map(|b| f(b))) {
@@ -325,26 +338,28 @@ impl Lockbox {
                         })?;
                     }
                     (Content::Frames { .. }, n) if n > 1 => {
-                        buf.clear();
+                        let out = first_bytes(buf, len);
+                        let mut at = 0;
                         for i in frames {
                             with_bytes(w.get(i)?, |b| {
-                                buf.extend_from_slice(b);
+                                let end = at + b.len();
+                                out.get_mut(at..end).ok_or_else(short)?.copy_from_slice(b);
+                                at = end;
                                 Ok(())
                             })?;
                         }
-                        if buf.len() != len {
+                        if at != len {
                             return Err(short());
                         }
-                        f(&e, buf)?;
+                        f(&e, out)?;
                     }
                     _ => {
                         // Inline, empty, or too large to decode ahead.
-                        buf.clear();
-                        buf.resize(len, 0);
-                        if self.read_record(&rec, 0, buf)? != len {
+                        let out = first_bytes(buf, len);
+                        if self.read_record(&rec, 0, out)? != len {
                             return Err(Error::corrupt("file shorter than its length", 0));
                         }
-                        f(&e, buf)?;
+                        f(&e, out)?;
                     }
                 }
                 stats.files += 1;
