@@ -596,7 +596,7 @@ impl Store {
     /// contents dropped, its capacity reused), which then holds exactly
     /// the region's plaintext: the decoder writes straight into it. Bypasses
     /// this thread's memo and the cache.
-    fn decode_owned(&self, ptr: &Ptr, kind: Kind, mut out: Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn decode_owned(&self, ptr: &Ptr, kind: Kind, mut out: Vec<u8>) -> Result<Vec<u8>> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let Scratch { cbuf, memo, .. } = &mut *s;
