@@ -282,6 +282,15 @@ impl Lockbox {
     /// every frame of a file up to `AHEAD_FILE`; none otherwise.
     fn frames_ahead(&self, rec: &Record, out: &mut Vec<Ptr>) -> Result<()> {
         out.clear();
+        if matches!(rec.content, Content::Frames { .. }) && rec.len > AHEAD_FILE {
+            return Ok(());
+        }
+        self.frames_of_file(rec, out)
+    }
+
+    /// Appends the data frames holding `rec`'s bytes to `out`, in order:
+    /// its packed frame, or every frame of its own; none for anything else.
+    pub(crate) fn frames_of_file(&self, rec: &Record, out: &mut Vec<Ptr>) -> Result<()> {
         match &rec.content {
             _ if rec.kind != EntryKind::File => {}
             Content::Packed { frame, .. } => out.push(*frame),
@@ -289,7 +298,7 @@ impl Lockbox {
                 frame_size,
                 depth,
                 root,
-            } if rec.len <= AHEAD_FILE => {
+            } => {
                 let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
                 let layout = (rec.len, *frame_size as u64, n);
                 for i in 0..n {

@@ -296,47 +296,18 @@ pub struct DataFrame {
 /// Every data frame the committed tree's files use, each once, in tree
 /// order: what `extract_all` decodes in one pass.
 pub fn data_frames(lb: &Lockbox) -> Result<Vec<DataFrame>> {
-    use crate::format::entry::{Content, EntryKind};
     let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
+    let (mut ptrs, mut out) = (Vec::new(), Vec::new());
     for item in lb.extraction_list("")? {
         let (_, rec) = item?;
-        if rec.kind != EntryKind::File {
-            continue;
-        }
-        match &rec.content {
-            Content::Packed { frame, .. } if seen.insert((frame.offset, frame.tag)) => {
-                out.push(*frame);
-            }
-            Content::Frames {
-                frame_size,
-                depth,
-                root,
-            } => {
-                if !seen.insert((root.offset, root.tag)) {
-                    continue; // shared with a file listed already
-                }
-                let n = rec.content.check_layout(rec.len)?.unwrap_or(0);
-                let layout = (rec.len, *frame_size as u64, n);
-                for i in 0..n {
-                    out.push(crate::data::frames::frame_of(
-                        &lb.store,
-                        (*depth, root),
-                        layout,
-                        i,
-                    )?);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(out
-        .into_iter()
-        .map(|ptr| DataFrame {
+        lb.frames_of_file(&rec, &mut ptrs)?;
+        let fresh = ptrs.drain(..).filter(|p| seen.insert((p.offset, p.tag)));
+        out.extend(fresh.map(|ptr| DataFrame {
             ptr,
             raw_len: ptr.raw_len,
-        })
-        .collect())
+        }));
+    }
+    Ok(out)
 }
 
 /// Reads, authenticates, decrypts and decompresses `frame` into `buf`

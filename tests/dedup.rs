@@ -86,16 +86,7 @@ fn duplicates_in_one_commit_are_stored_once_and_survive_partial_deletes() {
     lb.delete("d/000").unwrap();
     lb.commit().unwrap();
     lb.verify().unwrap();
-    let seen = lb.inspect().unwrap();
-    assert!(
-        !seen.plaintexts.iter().any(|p| contains(p, &marker)),
-        "a deleted shared content still decrypts"
-    );
-    assert!(
-        seen.unreachable_nonzero.is_empty(),
-        "{:?}",
-        seen.unreachable_nonzero
-    );
+    gone(&lb, &marker, "the last copy deleted");
     let raw = std::fs::read(&dup).unwrap();
     assert!(!contains(&raw, &marker));
 }
@@ -148,10 +139,7 @@ fn imported_duplicates_are_stored_once_and_extracted_to_every_path() {
         std::fs::write(sub.join("own.txt"), format!("package {d}")).unwrap();
     }
     let path = dir.path().join("t.lbox");
-    let mut lb = Lockbox::builder()
-        .profile(Profile::BulkImport)
-        .create(&path, Key::raw([5; 32]))
-        .unwrap();
+    let mut lb = bulk().create(&path, Key::raw([5; 32])).unwrap();
     let st = lb.add_path(&src, "").unwrap();
     assert_eq!(st.files, 40);
     lb.commit().unwrap();
@@ -208,13 +196,11 @@ fn duplicates_of_written_packs_are_shared_and_stay_correct() {
     };
     let shared = build(true);
     let distinct = build(false);
-    let (a, b) = (
-        shared.image().unwrap().len(),
-        distinct.image().unwrap().len(),
-    );
-    assert!(
-        a + 700 * 1024 < b,
-        "100 written-pack duplicates of 8 KiB: {a} bytes vs {b} with distinct contents"
+    smaller_by(
+        &shared,
+        &distinct,
+        700 * 1024,
+        "100 written-pack duplicates of 8 KiB",
     );
     let mut lb = shared;
     for i in 0..100 {
@@ -285,6 +271,24 @@ fn duplicates_of_written_packs_are_shared_and_stay_correct() {
     }
 }
 
+/// A builder for imports: `Profile::BulkImport`.
+fn bulk() -> lockbox::Builder {
+    Lockbox::builder().profile(Profile::BulkImport)
+}
+
+/// The archive holding duplicates is more than `saved` bytes smaller than
+/// the one holding distinct contents of the same lengths.
+fn smaller_by(shared: &Lockbox, distinct: &Lockbox, saved: usize, what: &str) {
+    let (a, b) = (
+        shared.image().unwrap().len(),
+        distinct.image().unwrap().len(),
+    );
+    assert!(
+        a + saved < b,
+        "{what}: {a} bytes vs {b} with distinct contents"
+    );
+}
+
 /// No plaintext region holds `marker`, and everything unreachable is zero.
 fn gone(lb: &Lockbox, marker: &[u8; 16], what: &str) {
     let seen = lb.inspect().unwrap();
@@ -330,13 +334,11 @@ fn copies_in_later_commits_share_and_the_index_goes_with_the_last_user() {
         lb
     };
     let (shared, distinct) = (build(true), build(false));
-    let (a, b) = (
-        shared.image().unwrap().len(),
-        distinct.image().unwrap().len(),
-    );
-    assert!(
-        a + 50 * 8192 < b,
-        "55 later copies of one 8 KiB content: {a} bytes vs {b} for distinct ones"
+    smaller_by(
+        &shared,
+        &distinct,
+        50 * 8192,
+        "55 later copies of one 8 KiB content",
     );
 
     let mut lb = shared;
@@ -435,18 +437,12 @@ fn a_second_import_of_a_tree_shares_its_files() {
         }
     }
     let path = dir.path().join("t.lbox");
-    let mut lb = Lockbox::builder()
-        .profile(Profile::BulkImport)
-        .create(&path, Key::raw([10; 32]))
-        .unwrap();
+    let mut lb = bulk().create(&path, Key::raw([10; 32])).unwrap();
     lb.add_path(&src, "one").unwrap();
     lb.commit().unwrap();
     let first = std::fs::metadata(&path).unwrap().len();
     drop(lb);
-    let mut lb = Lockbox::builder()
-        .profile(Profile::BulkImport)
-        .open(&path, Key::raw([10; 32]))
-        .unwrap();
+    let mut lb = bulk().open(&path, Key::raw([10; 32])).unwrap();
     lb.add_path(&src, "two").unwrap();
     lb.commit().unwrap();
     lb.verify().unwrap();
@@ -581,10 +577,7 @@ fn imported_large_duplicates_are_stored_once() {
         std::fs::write(src.join(d).join("streamed.bin"), &streamed).unwrap();
     }
     let path = tmp.path().join("a.lbox");
-    let mut lb = Lockbox::builder()
-        .profile(Profile::BulkImport)
-        .create(&path, Key::raw([2; 32]))
-        .unwrap();
+    let mut lb = bulk().create(&path, Key::raw([2; 32])).unwrap();
     let imported = lb.add_path(&src, "").unwrap();
     assert_eq!((imported.shared, imported.unchanged), (4, 0));
     lb.commit().unwrap();
