@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::data::dedup::ContentHasher;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, INLINE_MAX, MAX_TARGET, Record};
@@ -48,7 +49,7 @@ struct LoadRules {
     /// Contents longer than this are stored apart from their record (and
     /// deduplicated): only those are hashed.
     hash_above: u64,
-    dedup_key: [u8; 32],
+    hasher: ContentHasher,
 }
 
 impl LoadRules {
@@ -248,13 +249,13 @@ impl Loading {
 
 /// Loads `batch` on the current pool's threads, keeping order, with the content
 /// hashes of what is stored apart from its record (keyed by
-/// `rules.dedup_key`, see `data::dedup`).
+/// `rules.hasher`, see `data::dedup`).
 fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, rules: &LoadRules) -> Vec<Loaded> {
     par_map_owned(batch, |(key, source)| {
         let data = load(&source, rules);
         let hash = match &data {
             Ok((_, Some(d))) if (d.len() as u64) > rules.hash_above => {
-                Some(*blake3::keyed_hash(&rules.dedup_key, d).as_bytes())
+                Some(rules.hasher.hash(d))
             }
             _ => None,
         };
@@ -549,7 +550,7 @@ impl Lockbox {
         let rules = LoadRules {
             budget: AtomicU64::new(LOAD_BUDGET),
             hash_above: INLINE_MAX as u64,
-            dedup_key: *self.dedup.key(),
+            hasher: self.dedup.hasher().clone(),
         };
         if !batch.is_empty() {
             self.decode_ahead(batch.iter().map(|(k, _)| k.as_slice()));

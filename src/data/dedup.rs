@@ -1,8 +1,11 @@
 //! Duplicate contents stored once.
 //!
-//! Every content stored apart from its record is hashed with a keyed BLAKE3
-//! (keyed by the content-hash subkey, derived from the master key) when it
-//! is staged (by the import's I/O threads, or inline by `put`). A content whose hash matches
+//! Every content stored apart from its record is hashed when it is staged
+//! (by the import's I/O threads, or inline by `put`), by [`ContentHasher`]:
+//! a keyed BLAKE3 (keyed by the content-hash subkey, derived from the
+//! master key) for contents of `INDEX_MIN` (4 KiB) bytes or more, whose
+//! hashes may be kept (as hints, `data::index`); a keyed SHA-256 for
+//! smaller ones, whose hashes never leave the session. A content whose hash matches
 //! one staged earlier in the same session (since the last commit or
 //! rollback) gets the same locator: the same bytes of the same pack.
 //! Sharing packed bytes needs no reference counts: the pack-reference tree
@@ -17,8 +20,8 @@
 //! the frame it became holds at the noted offset exactly the bytes that
 //! were noted, unless the pack was rewritten without its dead members
 //! before its write (offsets moved): such packs are not remembered. There
-//! the keyed hash is trusted (BLAKE3-256 under a key no one else knows: a
-//! collision takes about 2^128 work and cannot be aimed), rather than
+//! the keyed hash is trusted (BLAKE3-256 or SHA-256 under a key no one else
+//! knows: a collision takes about 2^128 work and cannot be aimed), rather than
 //! decoding a frame of up to 1 MiB per match (which doubled the import
 //! time of a 46k-file tree).
 //!
@@ -37,10 +40,67 @@
 
 use std::collections::HashMap;
 
-use crate::data::index::{Hint, Target, hint_of};
+use ring::digest::{Context, SHA256};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::data::index::{Hint, INDEX_MIN, Target, hint_of};
 use crate::data::unchanged::Recent;
 use crate::format::entry::Content;
 use crate::format::ptr::Ptr;
+
+/// The deduplication hash of contents, for the writer and the import's
+/// I/O threads (each hashes with its own clone).
+///
+/// The hash function depends on the length alone, so equal contents
+/// always get equal hashes: contents of `INDEX_MIN` bytes or more get the
+/// BLAKE3 keyed by the content-hash subkey (their hints are stored, and
+/// streamed contents, always longer than a frame of at least 4 KiB, are
+/// hashed with it as they are read); smaller ones get SHA-256 of a secret
+/// 64-byte block (derived from the same subkey) followed by the content.
+/// Those are kept in memory for the session only, never stored, and
+/// on a 1 KiB content SHA-256 (with the SHA extensions, through `ring`)
+/// runs at 2.3 x BLAKE3's single-chunk speed (1.8 vs 0.8 GB/s here;
+/// BLAKE3 is the faster from 4 KiB on). The prefix block is absorbed
+/// once: each hash starts from a copy of that state.
+#[derive(Clone)]
+pub struct ContentHasher {
+    key: Zeroizing<[u8; 32]>,
+    small: Context,
+}
+
+impl ContentHasher {
+    pub fn new(key: &[u8; 32]) -> ContentHasher {
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(
+            blake3::keyed_hash(key, b"lockbox session hash of small contents").as_bytes(),
+        );
+        let mut small = Context::new(&SHA256);
+        small.update(&block);
+        block.zeroize();
+        ContentHasher {
+            key: Zeroizing::new(*key),
+            small,
+        }
+    }
+
+    /// The hash of `data`.
+    pub fn hash(&self, data: &[u8]) -> [u8; 32] {
+        if data.len() >= INDEX_MIN {
+            return *blake3::keyed_hash(&self.key, data).as_bytes();
+        }
+        let mut c = self.small.clone();
+        c.update(data);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(c.finish().as_ref());
+        out
+    }
+
+    /// The BLAKE3 key, for contents hashed as they stream (longer than
+    /// `INDEX_MIN`).
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+}
 
 /// Where a content was stored: at `offset` of pack `pack_id`, `len`
 /// bytes.
@@ -52,7 +112,7 @@ pub struct Noted {
 }
 
 pub struct Dedup {
-    key: [u8; 32],
+    hasher: ContentHasher,
     first: HashMap<[u8; 32], Noted>,
     /// Packs of this session written unchanged, by id: their frame.
     written: HashMap<u64, Ptr>,
@@ -82,7 +142,7 @@ impl Dedup {
     /// Hashes under `key`, the content-hash subkey.
     pub fn new(key: &[u8; 32]) -> Dedup {
         Dedup {
-            key: *key,
+            hasher: ContentHasher::new(key),
             first: HashMap::new(),
             written: HashMap::new(),
             committed: HashMap::new(),
@@ -92,14 +152,14 @@ impl Dedup {
         }
     }
 
-    /// The keyed hash of `data`.
+    /// The hash of `data` (`ContentHasher::hash`).
     pub fn hash(&self, data: &[u8]) -> [u8; 32] {
-        *blake3::keyed_hash(&self.key, data).as_bytes()
+        self.hasher.hash(data)
     }
 
-    /// The key the hashes are made with, for workers that hash ahead.
-    pub fn key(&self) -> &[u8; 32] {
-        &self.key
+    /// The hasher, for workers that hash ahead and for streamed contents.
+    pub fn hasher(&self) -> &ContentHasher {
+        &self.hasher
     }
 
     /// Where content of this hash was first stored, if anywhere.
@@ -177,8 +237,37 @@ impl Dedup {
     }
 }
 
-impl Drop for Dedup {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.key);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_hash_by_length() {
+        let key = [5u8; 32];
+        let h = ContentHasher::new(&key);
+        let other = ContentHasher::new(&[6u8; 32]);
+        let data: Vec<u8> = (0..INDEX_MIN as u32 + 10).map(|i| (i * 7 % 251) as u8).collect();
+        // Contents of INDEX_MIN bytes or more: keyed BLAKE3, which the
+        // stored hints are made of.
+        for len in [INDEX_MIN, INDEX_MIN + 10] {
+            let d = &data[..len];
+            assert_eq!(h.hash(d), *blake3::keyed_hash(&key, d).as_bytes());
+        }
+        // Shorter ones: SHA-256 of the secret block and the content; the
+        // same for every clone, different under another key.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(
+            blake3::keyed_hash(&key, b"lockbox session hash of small contents").as_bytes(),
+        );
+        for len in [1, 129, 1024, INDEX_MIN - 1] {
+            let d = &data[..len];
+            let mut c = Context::new(&SHA256);
+            c.update(&block);
+            c.update(d);
+            assert_eq!(h.hash(d)[..], *c.finish().as_ref());
+            assert_eq!(h.clone().hash(d), h.hash(d));
+            assert_ne!(other.hash(d), h.hash(d));
+            assert_ne!(h.hash(d), *blake3::keyed_hash(&key, d).as_bytes());
+        }
     }
 }

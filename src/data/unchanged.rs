@@ -104,7 +104,12 @@ impl Lockbox {
         let Some((content, Some(h))) = self.committed_candidate(member, len)? else {
             return Ok(None);
         };
-        let mut hasher = blake3::Hasher::new_keyed(self.dedup.key());
+        if len < INDEX_MIN as u64 {
+            // Hints are of BLAKE3 hashes, made of contents this long only
+            // (`ContentHasher`): a shorter one's cannot match.
+            return Ok(None);
+        }
+        let mut hasher = blake3::Hasher::new_keyed(self.dedup.hasher().key());
         let mut buf = vec![0u8; 1 << 20];
         let mut read = 0u64;
         loop {
