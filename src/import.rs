@@ -254,9 +254,7 @@ fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, rules: &LoadRules) -> Vec<Loaded> 
     par_map_owned(batch, |(key, source)| {
         let data = load(&source, rules);
         let hash = match &data {
-            Ok((_, Some(d))) if (d.len() as u64) > rules.hash_above => {
-                Some(rules.hasher.hash(d))
-            }
+            Ok((_, Some(d))) if (d.len() as u64) > rules.hash_above => Some(rules.hasher.hash(d)),
             _ => None,
         };
         Loaded {

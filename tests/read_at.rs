@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use lockbox::{Error, Lockbox};
+use lockbox::{Error, Lockbox, Profile};
 
 const FRAME: u64 = 65536;
 
@@ -156,6 +156,25 @@ fn run(backend: Backend, seed: u64) {
 #[test]
 fn read_at_file_backend() {
     run(Backend::File, 1);
+}
+
+/// Under a profile that keeps decoded frames, whole frames are copied
+/// from the cache rather than decoded into the caller's buffer: the same
+/// bytes, the first pass filling the cache and the second reading from it.
+#[test]
+fn read_at_with_frames_cached() {
+    let fx = fixture();
+    let mut h = Harness::create(Backend::Memory);
+    h.lb_mut().set_profile(Profile::ReadMostly);
+    for (p, d) in &fx.files {
+        h.lb_mut().put(p, d).unwrap();
+    }
+    h.lb_mut().commit().expect("commit");
+    exercise(h.lb(), &fx, 7, "cached, first pass");
+    assert!(h.lb().cache_stats().misses > 0);
+    let hits = h.lb().cache_stats().hits;
+    exercise(h.lb(), &fx, 8, "cached, second pass");
+    assert!(h.lb().cache_stats().hits > hits);
 }
 
 #[test]

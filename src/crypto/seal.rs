@@ -204,26 +204,59 @@ pub fn decode_into(
             out.extend_from_slice(body);
             Ok(())
         }
-        CODEC_ZSTD => ZSTD_D.with(|d| {
-            let mut d = d.borrow_mut();
-            if d.is_none() {
-                *d = Some(zstd::bulk::Decompressor::new()?);
-            }
-            let dec = d
-                .as_mut()
-                .ok_or_else(|| Error::corrupt("zstd context", offset))?;
+        CODEC_ZSTD => {
             out.reserve(raw_len);
-            let n = dec.decompress_to_buffer(body, out).map_err(|_| {
-                Error::corrupt("zstd frame does not decode to its recorded length", offset)
-            })?;
-            if n != raw_len {
+            unzstd(body, out, raw_len, offset)
+        }
+        _ => Err(Error::corrupt("unknown codec", offset)),
+    }
+}
+
+/// [`decode_into`] straight into `out`, exactly the body's recorded
+/// length: a whole frame read into the caller's buffer without a copy.
+pub fn decode_to_slice(codec: u8, body: &[u8], out: &mut [u8], offset: u64) -> Result<()> {
+    let raw_len = out.len();
+    match codec {
+        CODEC_STORED => {
+            if body.len() != raw_len {
                 return Err(Error::corrupt(
-                    "zstd frame does not decode to its recorded length",
+                    "stored body length differs from its recorded length",
                     offset,
                 ));
             }
+            out.copy_from_slice(body);
             Ok(())
-        }),
+        }
+        CODEC_ZSTD => unzstd(body, out, raw_len, offset),
         _ => Err(Error::corrupt("unknown codec", offset)),
     }
+}
+
+/// One-shot zstd of `body` into `out`'s room (a `Vec`'s spare capacity or
+/// a slice), which must come to exactly `raw_len` bytes.
+fn unzstd<W: zstd::zstd_safe::WriteBuf + ?Sized>(
+    body: &[u8],
+    out: &mut W,
+    raw_len: usize,
+    offset: u64,
+) -> Result<()> {
+    ZSTD_D.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        let dec = d
+            .as_mut()
+            .ok_or_else(|| Error::corrupt("zstd context", offset))?;
+        let n = dec.decompress_to_buffer(body, out).map_err(|_| {
+            Error::corrupt("zstd frame does not decode to its recorded length", offset)
+        })?;
+        if n != raw_len {
+            return Err(Error::corrupt(
+                "zstd frame does not decode to its recorded length",
+                offset,
+            ));
+        }
+        Ok(())
+    })
 }

@@ -246,7 +246,9 @@ mod tests {
         let key = [5u8; 32];
         let h = ContentHasher::new(&key);
         let other = ContentHasher::new(&[6u8; 32]);
-        let data: Vec<u8> = (0..INDEX_MIN as u32 + 10).map(|i| (i * 7 % 251) as u8).collect();
+        let data: Vec<u8> = (0..INDEX_MIN as u32 + 10)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
         // Contents of INDEX_MIN bytes or more: keyed BLAKE3, which the
         // stored hints are made of.
         for len in [INDEX_MIN, INDEX_MIN + 10] {

@@ -57,8 +57,9 @@ pub fn read_at(
             let fs = *frame_size as u64;
             let nframes = nframes.unwrap_or(0);
             // The caller's buffer cut at frame boundaries: each piece is
-            // filled straight from its decoded frame, several frames at
-            // once on the worker threads when the range spans a few.
+            // filled straight from its decoded frame (a whole frame is
+            // decoded into its piece), several frames at once on the
+            // worker threads when the range spans a few.
             let mut pieces: Vec<(Ptr, u64, &mut [u8])> = Vec::new();
             let mut rest: &mut [u8] = buf;
             let mut pos = offset;
@@ -73,6 +74,11 @@ pub fn read_at(
                 pos += n as u64;
             }
             let fill = |(ptr, within, dst): (Ptr, u64, &mut [u8])| {
+                if within == 0 && dst.len() == ptr.raw_len as usize {
+                    // A whole frame: decoded straight into place.
+                    store.frame_to_slice(&ptr, dst)?;
+                    return Ok(dst.len());
+                }
                 let n =
                     store.with_frame(&ptr, |bytes| copy_slice(bytes, within, dst, ptr.offset))?;
                 if n == 0 {

@@ -665,6 +665,43 @@ impl Store {
         f(&v)
     }
 
+    /// Decodes data frame `ptr` straight into `out`, which must be exactly
+    /// its length: a whole frame read without an intermediate copy (from
+    /// this thread's last decoded region or the cache when they hold it).
+    pub fn frame_to_slice(&self, ptr: &Ptr, out: &mut [u8]) -> Result<()> {
+        let copy = |b: &[u8], out: &mut [u8]| {
+            if b.len() != out.len() {
+                return Err(Error::corrupt("frame shorter than its length", ptr.offset));
+            }
+            out.copy_from_slice(b);
+            Ok(())
+        };
+        if self.cache_frames.load(Ordering::Relaxed) {
+            return self.with_frame(ptr, |b| copy(b, out));
+        }
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let Scratch {
+                cbuf,
+                out: last,
+                memo,
+            } = &mut *s;
+            if let Some(m) = memo
+                .as_ref()
+                .filter(|m| m.same(&self.archive_id, Kind::Frame, ptr))
+            {
+                return match m.stored.clone() {
+                    Some(r) => copy(&cbuf[r], out),
+                    None => copy(last, out),
+                };
+            }
+            // `cbuf` is about to be overwritten.
+            *memo = None;
+            let (codec, body) = self.read_open(ptr, Kind::Frame, cbuf)?;
+            seal::decode_to_slice(codec, &cbuf[body], out, ptr.offset)
+        })
+    }
+
     /// A frame's plaintext as a buffer of its own (from the cache when the
     /// profile keeps frames, else decoded straight into a new buffer).
     pub fn frame_owned(&self, ptr: &Ptr) -> Result<Vec<u8>> {
