@@ -33,7 +33,7 @@ use crate::format::entry::{Content, EntryKind, Record};
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::path::{normalize, to_key};
-use crate::toc::key_path;
+use crate::toc::key_path_owned;
 
 /// Files handed to the workers at a time.
 pub(crate) const CHUNK: usize = 2048;
@@ -253,10 +253,10 @@ impl Lockbox {
         let strip = if p.is_empty() { 0 } else { p.len() + 1 };
         Ok(self.subtree(&to_key(&p))?.map(move |item| {
             let (k, r) = item?;
-            // Validated again (`key_path` refuses any key that is not a
+            // Validated again (`key_path_owned` refuses any key that is not a
             // normalized path): a hostile archive may carry names `put`
             // refuses. What follows the prefix is then valid too.
-            let mut rel = key_path(&k)?;
+            let mut rel = key_path_owned(k)?;
             if rel.len() <= strip || !rel.is_char_boundary(strip) {
                 return Err(Error::corrupt("entry outside its prefix", 0));
             }

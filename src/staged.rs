@@ -19,7 +19,11 @@ pub type Decode<V> = fn(&[u8], u64) -> Result<V>;
 
 /// The live entries of `[start, end)`: the overlay merged over the tree.
 pub struct Merged<'a, V> {
-    tree: std::iter::Peekable<Cursor<'a>>,
+    tree: Cursor<'a>,
+    /// The tree's next entry once looked at: its key, and its value
+    /// decoded straight from the node (a decoding error is reported only
+    /// if the entry is returned, not when the overlay replaces it).
+    peeked: Option<Option<Result<(Vec<u8>, Result<V>)>>>,
     staged: std::iter::Peekable<btree_map::Range<'a, Vec<u8>, Option<V>>>,
     decode: Decode<V>,
 }
@@ -41,12 +45,25 @@ impl<'a, V: Clone> Merged<'a, V> {
         let staged = overlay
             .range((Bound::Included(start.to_vec()), upper))
             .peekable();
-        let tree = Cursor::new(store, kind, root, start, end)?.peekable();
+        let tree = Cursor::new(store, kind, root, start, end)?;
         Ok(Merged {
             tree,
+            peeked: None,
             staged,
             decode,
         })
+    }
+
+    fn peek_tree(&mut self) -> Option<&Result<(Vec<u8>, Result<V>)>> {
+        let decode = self.decode;
+        self.peeked
+            .get_or_insert_with(|| self.tree.next_with(|k, v| (k.to_vec(), decode(v, 0))))
+            .as_ref()
+    }
+
+    fn next_tree(&mut self) -> Option<Result<(Vec<u8>, Result<V>)>> {
+        self.peek_tree();
+        self.peeked.take().flatten()
     }
 }
 
@@ -55,22 +72,23 @@ impl<V: Clone> Iterator for Merged<'_, V> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let order = match (self.tree.peek(), self.staged.peek()) {
+            let staged = self.staged.peek().map(|(k, _)| k.as_slice());
+            let order = match (self.peek_tree(), staged) {
                 (None, None) => return None,
                 (Some(Err(_)), _) => std::cmp::Ordering::Less,
-                (Some(Ok((tk, _))), Some((sk, _))) => tk.as_slice().cmp(sk.as_slice()),
+                (Some(Ok((tk, _))), Some(sk)) => tk.as_slice().cmp(sk),
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (None, Some(_)) => std::cmp::Ordering::Greater,
             };
             match order {
                 std::cmp::Ordering::Less => {
-                    return match self.tree.next()? {
-                        Ok((k, v)) => Some((self.decode)(&v, 0).map(|v| (k, v))),
+                    return match self.next_tree()? {
+                        Ok((k, v)) => Some(v.map(|v| (k, v))),
                         Err(e) => Some(Err(e)),
                     };
                 }
                 std::cmp::Ordering::Equal => {
-                    self.tree.next();
+                    self.next_tree();
                 }
                 std::cmp::Ordering::Greater => {}
             }

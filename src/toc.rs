@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 pub use crate::format::entry::EntryKind;
 use crate::format::entry::{Content, INLINE_MAX, MAX_TARGET, Record};
 use crate::lockbox::{Lockbox, now};
-use crate::path::{ancestors, from_key, normalize, subtree_range, to_key};
+use crate::path::{ancestors, key_into_path, normalize, subtree_range, to_key};
 use crate::staged::Merged;
 
 /// Frames compressed and written together by one batch of a streaming write.
@@ -58,7 +58,12 @@ fn decode_record(v: &[u8], at: u64) -> Result<Record> {
 }
 
 pub(crate) fn key_path(key: &[u8]) -> Result<String> {
-    from_key(key).ok_or_else(|| Error::corrupt("invalid path in the table of contents", 0))
+    key_path_owned(key.to_vec())
+}
+
+/// [`key_path`] of an owned key, turned into its path in place.
+pub(crate) fn key_path_owned(key: Vec<u8>) -> Result<String> {
+    key_into_path(key).ok_or_else(|| Error::corrupt("invalid path in the table of contents", 0))
 }
 
 impl Lockbox {
@@ -544,7 +549,7 @@ impl Lockbox {
         let it = self.subtree(&to_key(p))?;
         Ok(it.map(|item| {
             let (k, r) = item?;
-            Ok(entry(key_path(&k)?, &r))
+            Ok(entry(key_path_owned(k)?, &r))
         }))
     }
 

@@ -64,18 +64,34 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn advance(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// Moves to the next entry and hands it to `f` as borrowed key and
+    /// value; `None` at the end.
+    fn advance<R>(&mut self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Result<Option<R>> {
         loop {
             let Some((node, ptr, idx)) = self.stack.last_mut() else {
                 return Ok(None);
             };
             match &**node {
                 Node::Leaf(entries) => {
-                    if let Some((k, v)) = entries.get(*idx) {
-                        *idx += 1;
-                        return Ok(Some((k.clone(), v.clone())));
+                    let Some((k, v)) = entries.get(*idx) else {
+                        self.stack.pop();
+                        continue;
+                    };
+                    *idx += 1;
+                    if self.end.as_ref().is_some_and(|e| k >= e) {
+                        return Ok(None);
                     }
-                    self.stack.pop();
+                    match &mut self.last {
+                        Some(l) if k <= l => {
+                            return Err(Error::corrupt("tree keys out of order across nodes", 0));
+                        }
+                        Some(l) => {
+                            l.clear();
+                            l.extend_from_slice(k);
+                        }
+                        None => self.last = Some(k.clone()),
+                    }
+                    return Ok(Some(f(k, v)));
                 }
                 Node::Internal { children, level } => {
                     let Some((_, child)) = children.get(*idx) else {
@@ -92,6 +108,26 @@ impl<'a> Cursor<'a> {
             }
         }
     }
+
+    /// The next entry, handed to `f` as borrowed key and value (no copy
+    /// of either unless `f` makes one); `None` at the end or after an
+    /// error.
+    pub fn next_with<R>(&mut self, f: impl FnOnce(&[u8], &[u8]) -> R) -> Option<Result<R>> {
+        if self.done {
+            return None;
+        }
+        match self.advance(f) {
+            Ok(Some(r)) => Some(Ok(r)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
 }
 
 fn check_child(parent: &Ptr, child: &Ptr) -> Result<()> {
@@ -105,39 +141,6 @@ impl Iterator for Cursor<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.advance() {
-            Ok(Some((k, v))) => {
-                if self.end.as_ref().is_some_and(|e| k >= *e) {
-                    self.done = true;
-                    return None;
-                }
-                match &mut self.last {
-                    Some(l) if k <= *l => {
-                        self.done = true;
-                        return Some(Err(Error::corrupt(
-                            "tree keys out of order across nodes",
-                            0,
-                        )));
-                    }
-                    Some(l) => {
-                        l.clear();
-                        l.extend_from_slice(&k);
-                    }
-                    None => self.last = Some(k.clone()),
-                }
-                Some(Ok((k, v)))
-            }
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.next_with(|k, v| (k.to_vec(), v.to_vec()))
     }
 }
