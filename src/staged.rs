@@ -17,13 +17,16 @@ pub type Overlay<V> = BTreeMap<Vec<u8>, Option<V>>;
 /// Decodes a committed tree value.
 pub type Decode<V> = fn(&[u8], u64) -> Result<V>;
 
+/// A tree entry: its key and its decoded value (or why that failed).
+type TreeItem<V> = Result<(Vec<u8>, Result<V>)>;
+
 /// The live entries of `[start, end)`: the overlay merged over the tree.
 pub struct Merged<'a, V> {
     tree: Cursor<'a>,
     /// The tree's next entry once looked at: its key, and its value
     /// decoded straight from the node (a decoding error is reported only
     /// if the entry is returned, not when the overlay replaces it).
-    peeked: Option<Option<Result<(Vec<u8>, Result<V>)>>>,
+    peeked: Option<Option<TreeItem<V>>>,
     staged: std::iter::Peekable<btree_map::Range<'a, Vec<u8>, Option<V>>>,
     decode: Decode<V>,
 }
@@ -54,14 +57,14 @@ impl<'a, V: Clone> Merged<'a, V> {
         })
     }
 
-    fn peek_tree(&mut self) -> Option<&Result<(Vec<u8>, Result<V>)>> {
+    fn peek_tree(&mut self) -> Option<&TreeItem<V>> {
         let decode = self.decode;
         self.peeked
             .get_or_insert_with(|| self.tree.next_with(|k, v| (k.to_vec(), decode(v, 0))))
             .as_ref()
     }
 
-    fn next_tree(&mut self) -> Option<Result<(Vec<u8>, Result<V>)>> {
+    fn next_tree(&mut self) -> Option<TreeItem<V>> {
         self.peek_tree();
         self.peeked.take().flatten()
     }
