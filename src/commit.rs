@@ -118,6 +118,9 @@ impl Lockbox {
             entries_changed: (self.toc.len() + self.vars.len()) as u64,
             ..Default::default()
         };
+        // What was written before this commit (data frames) goes to the
+        // disk while the commit plans and writes its pages.
+        self.store.backend().start_sync();
         let plan = self.plan_space()?;
         let pending = |c: &Content| matches!(c, Content::Pending { .. });
         if self.toc.values().flatten().any(|r| pending(&r.content))

@@ -16,6 +16,11 @@ pub trait Backend: Send + Sync {
     fn write_at(&self, offset: u64, data: &[u8]) -> Result<()>;
     /// Makes every completed write durable.
     fn sync(&self) -> Result<()>;
+    /// A hint: start making the writes completed so far durable in the
+    /// background, where the backend can, so that the next `sync` has
+    /// less to wait for. That `sync` still makes everything durable and
+    /// reports any failure. The default does nothing.
+    fn start_sync(&self) {}
     /// Current length in bytes.
     fn len(&self) -> Result<u64>;
     /// Truncates or extends.
@@ -86,6 +91,9 @@ impl Backend for Counted {
     fn sync(&self) -> Result<()> {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.inner.sync()
+    }
+    fn start_sync(&self) {
+        self.inner.start_sync()
     }
     fn len(&self) -> Result<u64> {
         self.inner.len()

@@ -368,6 +368,11 @@ impl Store {
             }
             self.backend.write_at(offsets[0], &run)?;
         }
+        if kind == Kind::Frame {
+            // Data reaches the disk while the writer goes on (a hint: the
+            // commit's sync still makes it durable).
+            self.backend.start_sync();
+        }
         Ok(ptrs)
     }
 
