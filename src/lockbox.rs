@@ -547,6 +547,7 @@ impl Lockbox {
                     *c = Content::Packed { frame: ptr, offset };
                 }
             }
+            self.pack.recycle(p.buf);
         }
         Ok(())
     }

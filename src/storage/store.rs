@@ -55,6 +55,10 @@ impl Memo {
     }
 }
 
+/// Regions written together whose average sealed length is under this go
+/// out as one buffer and one write; larger ones with a write each.
+const RUN_BELOW: u64 = 64 << 10;
+
 pub struct Store {
     backend: Counted,
     keys: SubKeys,
@@ -356,13 +360,17 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend(offsets.iter().zip(&lens).map(|(&o, &l)| (o, l)));
-        if prepared.len() == 1 || !contiguous {
+        // One write for a contiguous run of small regions (metadata pages:
+        // fewer calls); large ones (data frames) each with their own, as
+        // copying them into one buffer first costs more than the calls.
+        let total = lens.iter().sum::<u64>();
+        let small = total < RUN_BELOW * prepared.len() as u64;
+        if prepared.len() == 1 || !contiguous || !small {
             for (p, off) in prepared.iter().zip(&offsets) {
                 self.backend.write_at(*off, &p.buf)?;
             }
         } else {
-            let total = lens.iter().sum::<u64>() as usize;
-            let mut run = Vec::with_capacity(total);
+            let mut run = Vec::with_capacity(total as usize);
             for p in &prepared {
                 run.extend_from_slice(&p.buf);
             }
