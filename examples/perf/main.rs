@@ -50,8 +50,10 @@
 //!   (`/dev/shm`, when it exists; the row says so when it does not), each
 //!   checked against the source (for a real source, symlinks that point
 //!   outside it are allowed, as tar restores them); `extract_all` into a
-//!   callback that reads every byte, checked against a checksum of the
-//!   source.
+//!   callback that counts files and bytes (the fraction of its bound), then
+//!   into one that reads every byte, checked against a checksum of the
+//!   source (the peers' comparison: they copy every byte into a counting
+//!   sink).
 //! - `append-delete`: `LOCKBOX_PERF_INITIAL_FILES` small files committed, then
 //!   `LOCKBOX_PERF_ROUNDS` rounds of `LOCKBOX_PERF_APPEND_FILES` new files +
 //!   as many random deletions + commit: per round the commit time, the bytes
