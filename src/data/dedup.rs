@@ -95,8 +95,8 @@ impl ContentHasher {
         out
     }
 
-    /// The BLAKE3 key, for contents hashed as they stream (longer than
-    /// `INDEX_MIN`).
+    /// The BLAKE3 key, for contents hashed as they stream (never shorter
+    /// than `INDEX_MIN`).
     pub fn key(&self) -> &[u8; 32] {
         &self.key
     }

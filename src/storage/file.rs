@@ -176,8 +176,10 @@ fn pwrite(file: &File, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
 
 impl Drop for FileBackend {
     fn drop(&mut self) {
-        // No thread outlives the handle (its result is of no use now: a
-        // handle dropped without a sync promised nothing).
+        // No thread outlives the handle: its descriptor shares the open
+        // file, and with it the lock, which another handle may want as
+        // soon as this one is gone. (Its result is of no use now: a
+        // handle dropped without a sync promised nothing.)
         if let Some(h) = self.background().running.take() {
             let _ = joined(h);
         }
