@@ -264,19 +264,63 @@ fn extract_all_reads_each_frame_once() {
 /// archive (it read each such frame twice before).
 #[test]
 fn extract_all_reuses_a_recent_frame_for_a_duplicate() {
-    const BACK: usize = 200;
+    let (lb, firsts, expected) = far_duplicates(200, 320);
+    let mut copies = 0;
+    let got = one_pass_within_the_archive(&lb, [6; 32], |e, b| {
+        if e.path.ends_with("/copy") {
+            let d: usize = e.path[1..4].parse().unwrap();
+            assert_eq!(b, &firsts[d - 200][..], "{}", e.path);
+            copies += 1;
+        }
+    });
+    assert_eq!((got, copies), (expected, 320 - 200));
+}
+
+/// `extract_to_directory` decodes each packed frame once too: the files of
+/// a frame are written together even when deduplicated copies in other
+/// directories share it, and a frame needed again later (a copy a dozen
+/// packs on) comes from the frames it decoded last. Reading more than the
+/// archive means some frame was decoded twice.
+#[test]
+fn extract_to_directory_decodes_shared_frames_once() {
+    let (lb, firsts, expected) = far_duplicates(40, 200);
+    let image = lb.image().unwrap();
+    let size = image.len() as u64;
+    let lb = Lockbox::builder()
+        .open_bytes(image, Key::raw([6; 32]))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("out");
+    let before = lb.io_stats().bytes_read;
+    let st = lb
+        .extract_to_directory(&dest, &ExtractOptions::default())
+        .unwrap();
+    let read = lb.io_stats().bytes_read - before;
+    assert_eq!(st.bytes, expected);
+    assert!(
+        read <= size,
+        "extract_to_directory read {read} bytes of a {size}-byte archive"
+    );
+    for d in 40..200 {
+        let copy = fs::read(dest.join(format!("d{d:03}/copy"))).unwrap();
+        assert_eq!(copy, firsts[d - 40], "d{d:03}/copy");
+    }
+}
+
+/// A lockbox of `dirs` directories of 16 barely compressible 3 KiB files
+/// (about 21 directories per 1 MiB pack under BulkImport); from directory
+/// `back` on, each also holds a copy of the first file of the directory
+/// `back` before it, stored once (deduplicated) in that far pack. Returns
+/// it, the first files, and the bytes of all files.
+fn far_duplicates(back: usize, dirs: usize) -> (Lockbox, Vec<Vec<u8>>, u64) {
     let mut lb = Lockbox::builder()
         .profile(Profile::BulkImport)
         .create_in_memory(Key::raw([6; 32]))
         .unwrap();
-    // 3 KiB barely compressible files, about 21 directories per 1 MiB
-    // pack; from the 200th directory on, each holds a copy of a file 200
-    // directories (nine packs) back: past the 8 MiB the pass decodes
-    // ahead, so that pack has been delivered and dropped by then.
     let mut rng = XorShift::new(0x5eed);
     let mut firsts = Vec::new();
     let mut expected = 0u64;
-    for d in 0..320 {
+    for d in 0..dirs {
         for f in 0..16 {
             let data = rng.bytes(3072);
             expected += data.len() as u64;
@@ -285,22 +329,14 @@ fn extract_all_reuses_a_recent_frame_for_a_duplicate() {
                 firsts.push(data);
             }
         }
-        if d >= BACK {
-            let copy = &firsts[d - BACK];
+        if d >= back {
+            let copy = &firsts[d - back];
             expected += copy.len() as u64;
             lb.put(&format!("d{d:03}/copy"), copy).unwrap();
         }
     }
     lb.commit().unwrap();
-    let mut copies = 0;
-    let got = one_pass_within_the_archive(&lb, [6; 32], |e, b| {
-        if e.path.ends_with("/copy") {
-            let d: usize = e.path[1..4].parse().unwrap();
-            assert_eq!(b, &firsts[d - BACK][..], "{}", e.path);
-            copies += 1;
-        }
-    });
-    assert_eq!((got, copies), (expected, 320 - BACK));
+    (lb, firsts, expected)
 }
 
 /// `extract_all` hands over large files (decoded ahead from several
