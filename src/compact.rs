@@ -7,6 +7,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use crate::data::pack::Member;
+use crate::data::packs::PackCache;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, Record, VarRecord};
 use crate::lockbox::{Lockbox, Place};
@@ -156,19 +157,33 @@ impl Lockbox {
             bytes: 0,
             bytes_total: None,
         };
+        // Deduplicated files share packs far from their own place in the
+        // tree: the packs decoded last are kept, so each is decoded once.
+        let packs = PackCache::default();
         for item in self.subtree(&[])? {
             let (key, mut rec) = item?;
             // A damaged source is refused, not copied into the new file.
             crate::toc::key_path(&key)?;
             rec.content = match &rec.content {
-                Content::Packed { .. } | Content::Frames { .. } if rec.len < frame => {
+                Content::Packed { frame: f, offset } => {
+                    self.check_plausible_len(&rec)?;
+                    let bytes = packs.get(&self.store, f)?;
+                    let data = usize::try_from(rec.len)
+                        .ok()
+                        .and_then(|l| bytes.get(*offset as usize..)?.get(..l))
+                        .ok_or_else(|| {
+                            Error::corrupt("content shorter than its length", f.offset)
+                        })?;
+                    new.store_bytes(Member::Toc(key.clone()), data)?
+                }
+                Content::Frames { .. } if rec.len < frame => {
                     let mut data = vec![0u8; rec.len as usize];
                     if self.read_record(&rec, 0, &mut data)? != data.len() {
                         return Err(Error::corrupt("file shorter than its length", 0));
                     }
                     new.store_bytes(Member::Toc(key.clone()), &data)?
                 }
-                Content::Packed { .. } | Content::Frames { .. } => {
+                Content::Frames { .. } => {
                     let mut r = ContentReader {
                         lb: self,
                         rec: &rec,

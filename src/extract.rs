@@ -22,18 +22,17 @@
 //! preallocated, and written with positional writes straight from the
 //! decoded frames.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rayon::prelude::*;
 
+use crate::data::packs::PackCache;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, Record};
-use crate::format::ptr::Ptr;
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
 use crate::path::{normalize, to_key};
@@ -252,59 +251,6 @@ struct Job {
 struct Shared {
     progress: std::sync::Mutex<Progress>,
     packs: PackCache,
-}
-
-/// Decoded packed frames kept for the rest of an extraction, the most
-/// recently used `PACK_CACHE_BYTES` of them: a frame whose members are
-/// written in several groups (a chunk cut it, or deduplicated files of
-/// many directories share it) is decoded once while it stays here.
-#[derive(Default)]
-struct PackCache {
-    frames: std::sync::Mutex<Kept>,
-}
-
-type FrameKey = (u64, [u8; 16]);
-
-/// Decoded frames, least recently used first, and their bytes.
-#[derive(Default)]
-struct Kept {
-    frames: VecDeque<(FrameKey, Arc<Vec<u8>>)>,
-    bytes: u64,
-}
-
-const PACK_CACHE_BYTES: u64 = 16 << 20;
-
-impl PackCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.frames.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The decoded bytes of packed frame `ptr`: kept, or decoded now (by
-    /// the caller, outside the lock) and kept.
-    fn get(&self, lb: &Lockbox, ptr: &Ptr) -> Result<Arc<Vec<u8>>> {
-        let key = (ptr.offset, ptr.tag);
-        {
-            let mut g = self.lock();
-            if let Some(i) = g.frames.iter().position(|(k, _)| *k == key)
-                && let Some(hit) = g.frames.remove(i)
-            {
-                let bytes = hit.1.clone();
-                g.frames.push_back(hit);
-                return Ok(bytes);
-            }
-        }
-        let bytes = Arc::new(lb.store.frame_owned(ptr)?);
-        let mut g = self.lock();
-        g.bytes += bytes.len() as u64;
-        g.frames.push_back((key, bytes.clone()));
-        while g.bytes > PACK_CACHE_BYTES {
-            match g.frames.pop_front() {
-                Some((_, b)) => g.bytes -= b.len() as u64,
-                None => break,
-            }
-        }
-        Ok(bytes)
-    }
 }
 
 impl Lockbox {
@@ -630,7 +576,7 @@ impl Lockbox {
             // write per frame, no intermediate buffer.
             match &job.rec.content {
                 Content::Packed { frame, offset } => {
-                    let bytes = done.packs.get(self, frame)?;
+                    let bytes = done.packs.get(&self.store, frame)?;
                     let member = usize::try_from(len)
                         .ok()
                         .and_then(|l| bytes.get(*offset as usize..)?.get(..l))

@@ -6,5 +6,6 @@ pub mod dedup;
 pub mod frames;
 pub mod index;
 pub mod pack;
+pub mod packs;
 pub mod read;
 pub mod unchanged;
