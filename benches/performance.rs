@@ -6,8 +6,10 @@
 //! cargo bench --no-run             # build only (CI)
 //! ```
 //!
-//! Groups are organised by workflow; later work adds groups (metadata and TOC
-//! structure, variables, redaction, peers) next to `core`.
+//! Groups are organised by workflow: `core` (small add + commit, range
+//! reads, stat, open), `metadata`, `toc_structure`, `variables`,
+//! `redaction`, and, with tar + zstd -3 and zip AES-256 doing the same
+//! work in the same group, `extract_1000x1KiB` and `pack`.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -414,33 +416,9 @@ fn extract_and_peers(c: &mut Criterion) {
         lb.put(p, d).expect("put");
     }
     lb.commit().expect("commit");
-    let mut tar_zst = Vec::new();
-    {
-        let enc = zstd::stream::Encoder::new(&mut tar_zst, 3)
-            .expect("zstd")
-            .auto_finish();
-        let mut t = tar::Builder::new(enc);
-        for (p, d) in &files {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(d.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            t.append_data(&mut h, p, &d[..]).expect("tar append");
-        }
-        t.into_inner().expect("tar finish");
-    }
+    let tar_zst = tar_zstd3(&files);
     // The everyday encrypted choice: zip, AES-256 (deflate, default level).
-    let mut zip_aes = Vec::new();
-    {
-        let opts = zip::write::SimpleFileOptions::default()
-            .with_aes_encryption(zip::AesMode::Aes256, "bench-password");
-        let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut zip_aes));
-        for (p, d) in &files {
-            w.start_file(p.as_str(), opts).expect("zip start");
-            std::io::Write::write_all(&mut w, d).expect("zip write");
-        }
-        w.finish().expect("zip finish");
-    }
+    let zip_aes = zip_aes256(&files);
     let mut g = c.benchmark_group("extract_1000x1KiB");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
@@ -518,11 +496,92 @@ fn extract_and_peers(c: &mut Criterion) {
     g.finish();
 }
 
+/// tar + zstd -3 of `files`, in memory.
+fn tar_zstd3(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let enc = zstd::stream::Encoder::new(&mut out, 3)
+        .expect("zstd")
+        .auto_finish();
+    let mut t = tar::Builder::new(enc);
+    for (p, d) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, p, &d[..]).expect("tar append");
+    }
+    t.into_inner().expect("tar finish");
+    out
+}
+
+/// zip with AES-256 (deflate, default level) of `files`, in memory.
+fn zip_aes256(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let opts = zip::write::SimpleFileOptions::default()
+        .with_aes_encryption(zip::AesMode::Aes256, "bench-password")
+        .large_file(files.iter().any(|(_, d)| d.len() as u64 >= u32::MAX as u64));
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(&mut out));
+    for (p, d) in files {
+        w.start_file(p.as_str(), opts).expect("zip start");
+        std::io::Write::write_all(&mut w, d).expect("zip write");
+    }
+    w.finish().expect("zip finish");
+    out
+}
+
+/// Packing, in memory: 1000 x 1 KiB and one 16 MiB text file put and
+/// committed (lockbox under the default profile and under `BulkImport`),
+/// with tar + zstd -3 and zip AES-256 packing the same files in the same
+/// group.
+fn pack_and_peers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pack");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    let small = small_files(1000, 1024);
+    let large = vec![("big/large.txt".to_string(), text(0xB16, 16 << 20))];
+    for (what, files) in [("1000x1KiB", &small), ("16MiB", &large)] {
+        let bytes: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+        g.throughput(Throughput::Bytes(bytes));
+        for (name, profile) in [
+            ("lockbox", lockbox::Profile::Interactive),
+            ("lockbox_bulk", lockbox::Profile::BulkImport),
+        ] {
+            g.bench_function(format!("{name}_{what}"), |b| {
+                b.iter_batched(
+                    || {
+                        Lockbox::builder()
+                            .profile(profile)
+                            .create_in_memory(key())
+                            .expect("create_in_memory")
+                    },
+                    |mut lb| {
+                        for (p, d) in files.iter() {
+                            lb.put(p, d).expect("put");
+                        }
+                        black_box(lb.commit().expect("commit"));
+                        lb // dropped outside the measurement
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+        g.bench_function(format!("tar_zstd3_{what}"), |b| {
+            b.iter(|| black_box(tar_zstd3(files)))
+        });
+        g.bench_function(format!("zip_aes256_{what}"), |b| {
+            b.iter(|| black_box(zip_aes256(files)))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     core,
     metadata,
     vars_and_redaction,
-    extract_and_peers
+    extract_and_peers,
+    pack_and_peers
 );
 criterion_main!(benches);
