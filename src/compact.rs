@@ -167,14 +167,8 @@ impl Lockbox {
             rec.content = match &rec.content {
                 Content::Packed { frame: f, offset } => {
                     self.check_plausible_len(&rec)?;
-                    let bytes = packs.get(&self.store, f)?;
-                    let data = usize::try_from(rec.len)
-                        .ok()
-                        .and_then(|l| bytes.get(*offset as usize..)?.get(..l))
-                        .ok_or_else(|| {
-                            Error::corrupt("content shorter than its length", f.offset)
-                        })?;
-                    new.store_bytes(Member::Toc(key.clone()), data)?
+                    let (bytes, at) = packs.member(&self.store, f, *offset, rec.len)?;
+                    new.store_bytes(Member::Toc(key.clone()), &bytes[at])?
                 }
                 Content::Frames { .. } if rec.len < frame => {
                     let mut data = vec![0u8; rec.len as usize];

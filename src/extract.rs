@@ -576,14 +576,8 @@ impl Lockbox {
             // write per frame, no intermediate buffer.
             match &job.rec.content {
                 Content::Packed { frame, offset } => {
-                    let bytes = done.packs.get(&self.store, frame)?;
-                    let member = usize::try_from(len)
-                        .ok()
-                        .and_then(|l| bytes.get(*offset as usize..)?.get(..l))
-                        .ok_or_else(|| {
-                            Error::corrupt("content shorter than its length", frame.offset)
-                        })?;
-                    write_all_at(&f, member, 0)?;
+                    let (bytes, at) = done.packs.member(&self.store, frame, *offset, len)?;
+                    write_all_at(&f, &bytes[at], 0)?;
                 }
                 _ => self.visit_record(&job.rec, |at, bytes| Ok(write_all_at(&f, bytes, at)?))?,
             }

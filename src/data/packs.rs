@@ -5,9 +5,10 @@
 //! most recently used.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::format::ptr::Ptr;
 use crate::storage::store::Store;
 
@@ -33,9 +34,29 @@ impl PackCache {
         self.frames.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The member `len` bytes long at `offset` of packed frame `ptr`: the
+    /// decoded frame and the member's range in it.
+    pub fn member(
+        &self,
+        store: &Store,
+        ptr: &Ptr,
+        offset: u32,
+        len: u64,
+    ) -> Result<(Arc<Vec<u8>>, Range<usize>)> {
+        let bytes = self.get(store, ptr)?;
+        let start = offset as usize;
+        let range = usize::try_from(len)
+            .ok()
+            .and_then(|l| start.checked_add(l))
+            .filter(|&end| end <= bytes.len())
+            .map(|end| start..end)
+            .ok_or_else(|| Error::corrupt("content shorter than its length", ptr.offset))?;
+        Ok((bytes, range))
+    }
+
     /// The decoded bytes of packed frame `ptr`: kept, or decoded now (by
     /// the caller, outside the lock) and kept.
-    pub fn get(&self, store: &Store, ptr: &Ptr) -> Result<Arc<Vec<u8>>> {
+    fn get(&self, store: &Store, ptr: &Ptr) -> Result<Arc<Vec<u8>>> {
         let key = (ptr.offset, ptr.tag);
         {
             let mut g = self.lock();
