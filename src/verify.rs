@@ -1,7 +1,7 @@
 //! `verify()`: walk everything reachable from the last commit, authenticate
 //! every region, and check the trees' invariants and the data layout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use ahash::AHashSet;
 
@@ -19,6 +19,7 @@ use crate::options::{Progress, VerifyReport};
 use crate::path::from_key;
 use crate::space::pack_key;
 use crate::storage::alloc::decode_extent;
+use crate::storage::store::Decoding;
 
 /// The spans that tile the data area, as named in `verify`'s errors.
 const SPAN_KINDS: [&str; 3] = [
@@ -26,6 +27,10 @@ const SPAN_KINDS: [&str; 3] = [
     "a free extent",
     "an extent of the redaction list",
 ];
+
+/// Data frames decoding ahead of the walk at most (and decoded frames in
+/// memory at once).
+const FRAMES_AHEAD: usize = 16;
 
 /// A verification's report, reachable spans, and (when collected) plaintexts.
 type Walked = (VerifyReport, Vec<(u64, u64)>, Vec<Vec<u8>>);
@@ -51,6 +56,10 @@ struct Walk<'a> {
     free: Vec<(u64, u64)>,
     /// Plaintexts of every region read, for `inspect`.
     plaintexts: Option<Vec<Vec<u8>>>,
+    /// Data frames being authenticated and decoded on the worker threads
+    /// while the walk goes on, oldest first (one thread decoding every
+    /// frame of a 155 MB archive took 430 ms).
+    decoding: VecDeque<Decoding>,
     progress: &'a mut dyn FnMut(&Progress),
     done: Progress,
     report: VerifyReport,
@@ -93,6 +102,7 @@ impl Lockbox {
             index: Vec::new(),
             free: Vec::new(),
             plaintexts: collect.then(Vec::new),
+            decoding: VecDeque::new(),
             progress,
             done: Progress {
                 files_total: Some(c.toc.count + c.vars.count),
@@ -107,6 +117,7 @@ impl Lockbox {
         };
         let entries = w.tree(Kind::TocNode, &c.toc, c.seq)?;
         let vars = w.tree(Kind::VarNode, &c.vars, c.seq)?;
+        w.finish_frames(0)?;
         w.tree(Kind::PackNode, &c.packs, c.seq)?;
         w.tree(Kind::FreeNode, &c.free, c.seq)?;
         w.report.entries = entries;
@@ -374,9 +385,26 @@ impl Walk<'_> {
             return Ok(());
         }
         self.region(ptr);
-        let raw = self.lb.store.read_plain(Kind::Frame, ptr)?;
-        self.keep(&raw);
         self.report.data_bytes += ptr.raw_len as u64;
+        match self.lb.store.start_decode(ptr)? {
+            Some(d) => self.decoding.push_back(d),
+            None => {
+                let raw = self.lb.store.read_plain(Kind::Frame, ptr)?;
+                self.keep(&raw);
+            }
+        }
+        self.finish_frames(FRAMES_AHEAD)
+    }
+
+    /// Waits for the oldest frames being decoded until at most `left` are,
+    /// in the order they were met (so the first failure is reported).
+    fn finish_frames(&mut self, left: usize) -> Result<()> {
+        while self.decoding.len() > left {
+            if let Some(d) = self.decoding.pop_front() {
+                let raw = d.finish()?;
+                self.keep(&raw);
+            }
+        }
         Ok(())
     }
 
