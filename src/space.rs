@@ -579,8 +579,7 @@ impl Lockbox {
         let mut freed: Vec<(u64, u64)> = Vec::new();
         let mut pack_changes: Vec<Change> = Vec::new();
         let mut olds: Vec<OldContent> = Vec::with_capacity(self.toc.len() + self.vars.len());
-        let keys = self.toc.keys().map(|k| (TAG_TOC, k));
-        for (tag, k) in keys.chain(self.vars.keys().map(|k| (TAG_VAR, k))) {
+        for (tag, k, _) in self.staged_entries() {
             olds.push((tag, k, self.old_content(tag, k)?));
         }
         // A framed content is freed with its last user: no staged entry

@@ -326,7 +326,7 @@ impl Lockbox {
             return Ok((self.store_bytes(member, &buf[..first])?, first as u64));
         }
         let mut w = FrameWriter::new(frame as u32, self.next_gen());
-        let mut hasher = blake3::Hasher::new_keyed(self.dedup.hasher().key());
+        let mut hasher = self.dedup.hasher().stream();
         let total = w.write_stream(&self.store, buf, r, &mut hasher)?;
         let written = w.finish(&self.store)?;
         // A copy found only now: the frames just written stay unreferenced

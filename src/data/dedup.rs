@@ -95,10 +95,11 @@ impl ContentHasher {
         out
     }
 
-    /// The BLAKE3 key, for contents hashed as they stream (never shorter
-    /// than `INDEX_MIN`).
-    pub fn key(&self) -> &[u8; 32] {
-        &self.key
+    /// A hasher for a content that streams in (always longer than a frame
+    /// of at least 4 KiB, so `INDEX_MIN` or more): the keyed BLAKE3 that
+    /// [`hash`](Self::hash) gives such a content.
+    pub fn stream(&self) -> blake3::Hasher {
+        blake3::Hasher::new_keyed(&self.key)
     }
 }
 

@@ -109,7 +109,7 @@ impl Lockbox {
             // (`ContentHasher`): a shorter one's cannot match.
             return Ok(None);
         }
-        let mut hasher = blake3::Hasher::new_keyed(self.dedup.hasher().key());
+        let mut hasher = self.dedup.hasher().stream();
         let mut buf = vec![0u8; 1 << 20];
         let mut read = 0u64;
         loop {

@@ -610,20 +610,38 @@ impl Store {
     /// the region's plaintext: the decoder writes straight into it. Bypasses
     /// this thread's memo and the cache.
     pub(crate) fn decode_owned(&self, ptr: &Ptr, kind: Kind, mut out: Vec<u8>) -> Result<Vec<u8>> {
+        self.opened(ptr, kind, |codec, body| {
+            seal::decode_into(codec, body, ptr.raw_len as usize, &mut out, ptr.offset)
+        })?;
+        Ok(out)
+    }
+
+    /// Reads and opens the region at `ptr` into this thread's scratch
+    /// buffer, bypassing (and forgetting) the thread's last decoded region,
+    /// and hands its codec and body to `f` to decode.
+    fn opened<R>(
+        &self,
+        ptr: &Ptr,
+        kind: Kind,
+        f: impl FnOnce(u8, &[u8]) -> Result<R>,
+    ) -> Result<R> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let Scratch { cbuf, memo, .. } = &mut *s;
             // `cbuf` is about to be overwritten.
             *memo = None;
             let (codec, body) = self.read_open(ptr, kind, cbuf)?;
-            seal::decode_into(
-                codec,
-                &cbuf[body],
-                ptr.raw_len as usize,
-                &mut out,
-                ptr.offset,
-            )?;
-            Ok(out)
+            f(codec, &cbuf[body])
+        })
+    }
+
+    /// Whether this thread's last decoded region is `ptr`'s.
+    fn memo_holds(&self, kind: Kind, ptr: &Ptr) -> bool {
+        SCRATCH.with(|s| {
+            s.borrow()
+                .memo
+                .as_ref()
+                .is_some_and(|m| m.same(&self.archive_id, kind, ptr))
         })
     }
 
@@ -689,29 +707,11 @@ impl Store {
             out.copy_from_slice(b);
             Ok(())
         };
-        if self.cache_frames.load(Ordering::Relaxed) {
+        if self.cache_frames.load(Ordering::Relaxed) || self.memo_holds(Kind::Frame, ptr) {
             return self.with_frame(ptr, |b| copy(b, out));
         }
-        SCRATCH.with(|s| {
-            let mut s = s.borrow_mut();
-            let Scratch {
-                cbuf,
-                out: last,
-                memo,
-            } = &mut *s;
-            if let Some(m) = memo
-                .as_ref()
-                .filter(|m| m.same(&self.archive_id, Kind::Frame, ptr))
-            {
-                return match m.stored.clone() {
-                    Some(r) => copy(&cbuf[r], out),
-                    None => copy(last, out),
-                };
-            }
-            // `cbuf` is about to be overwritten.
-            *memo = None;
-            let (codec, body) = self.read_open(ptr, Kind::Frame, cbuf)?;
-            seal::decode_to_slice(codec, &cbuf[body], out, ptr.offset)
+        self.opened(ptr, Kind::Frame, |codec, body| {
+            seal::decode_to_slice(codec, body, out, ptr.offset)
         })
     }
 
