@@ -94,7 +94,7 @@ impl Lockbox {
         )
     }
 
-    fn has_children(&self, key: &[u8]) -> Result<bool> {
+    pub(crate) fn has_children(&self, key: &[u8]) -> Result<bool> {
         Ok(self.subtree(key)?.next().transpose()?.is_some())
     }
 

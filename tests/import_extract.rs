@@ -226,6 +226,56 @@ fn importing_a_tree_that_holds_the_archive_skips_it() {
     assert_eq!(lb.get("a.txt").unwrap(), b"hello");
 }
 
+/// Importing where entries exist already (committed or staged) checks
+/// every slot: a file where a directory is fails, new names go in beside
+/// the old ones, and entries the tree does not have are kept. (An import
+/// into an empty destination skips these checks: nothing can collide.)
+#[test]
+fn importing_over_existing_entries_checks_each_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("new.txt"), b"new").unwrap();
+    fs::write(src.join("sub/inner.txt"), b"inner").unwrap();
+    let mut lb = Lockbox::create(tmp.path().join("a.lbox"), Key::raw([6; 32])).unwrap();
+    lb.put("d/old.txt", b"old").unwrap();
+    lb.put("d/new.txt/below", b"a directory's file").unwrap();
+    lb.commit().unwrap();
+
+    // Committed: `d/new.txt` is a directory, the tree has a file there.
+    let e = lb.add_path(&src, "d").unwrap_err();
+    assert!(
+        matches!(e, Error::AlreadyExists(ref p) if p == "d/new.txt"),
+        "got {e:?}"
+    );
+    lb.rollback();
+    // Staged only: the same.
+    lb.put("e/new.txt/below", b"staged").unwrap();
+    let e = lb.add_path(&src, "e").unwrap_err();
+    assert!(
+        matches!(e, Error::AlreadyExists(ref p) if p == "e/new.txt"),
+        "got {e:?}"
+    );
+    lb.rollback();
+    // A file where the tree has a directory.
+    lb.put("f/sub", b"a file").unwrap();
+    let e = lb.add_path(&src, "f").unwrap_err();
+    assert!(
+        matches!(e, Error::AlreadyExists(ref p) if p == "f/sub"),
+        "got {e:?}"
+    );
+    lb.rollback();
+
+    // No collision: the tree goes in beside what is there.
+    assert_eq!(lb.delete("d/new.txt").unwrap(), 1);
+    let st = lb.add_path(&src, "d").unwrap();
+    assert_eq!((st.files, st.dirs), (2, 1));
+    lb.commit().unwrap();
+    assert_eq!(lb.get("d/old.txt").unwrap(), b"old");
+    assert_eq!(lb.get("d/new.txt").unwrap(), b"new");
+    assert_eq!(lb.get("d/sub/inner.txt").unwrap(), b"inner");
+}
+
 /// `extract_all` decrypts and decompresses every frame once per pass,
 /// also when a pack's members are separated by directory entries and a
 /// pack is larger than the chunk of frames decoded ahead: the bytes read

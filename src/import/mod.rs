@@ -3,70 +3,35 @@
 //! The walk is depth-first in name order (the order of the keys), so
 //! memory is bounded by the listings of the open directories and three
 //! batches of files, not by the tree. Regular files of a batch are opened,
-//! stat'ed and (up to 2 MiB) read on the I/O threads (`par::io_pool`: many
-//! small files are bound by system calls, so every core issues them), two
-//! batches ahead of the one the single writer packs, in order; a full pack
+//! stat'ed and (up to 2 MiB) read on the I/O threads (`load`, on
+//! `par::io_pool`: many small files are bound by system calls, so every
+//! core issues them), two batches ahead of the one the single writer
+//! packs, in order; a full pack
 //! compresses on the workers while the writer goes on. Larger files stream
 //! through `put_reader`'s pipeline. Symlinks are stored, never followed.
 
-use std::fs::{self, File, Metadata};
-use std::io::Read;
+mod load;
+
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::data::dedup::ContentHasher;
+use load::{BATCH_FILES, Chunk, LoadRules, Loaded, Loading, Source, SourceDir};
+
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, INLINE_MAX, MAX_TARGET, Record};
 use crate::lockbox::Lockbox;
 use crate::options::Progress;
-use crate::par::{io_pool, par_map_owned};
 use crate::path::{normalize, to_key};
 
-/// Regular files loaded together by the I/O threads.
-const BATCH_FILES: usize = 256;
-/// Files smaller than this are always read whole by the I/O threads (a batch
-/// holds at most 256 × 64 KiB of them).
-const LOAD_SMALL: u64 = 64 << 10;
-/// Larger files up to this size are read whole by the I/O threads too while
-/// the batch's budget lasts; the rest are streamed by the writer. (On a
-/// 46k-file Python tree, files of 64 KiB and more hold more than half the
-/// bytes: read by the writer alone, they kept it from packing.)
-const LOAD_MAX: u64 = 2 << 20;
-/// Bytes one batch may hold (its small files alone hold at most as much).
-const LOAD_BUDGET: u64 = 16 << 20;
 /// Batches loading ahead of the one being stored (measured on that tree:
 /// one ahead left the writer waiting 0.25 s for files, two 0.1 s; four
 /// gained nothing more). With the one being stored, at most three batches
 /// are in memory: 48 MiB in the worst case, of small files.
 const LOAD_AHEAD: usize = 2;
-/// What the I/O threads read whole, and which bytes they hash.
-struct LoadRules {
-    /// Bytes the batch may still hold.
-    budget: AtomicU64,
-    /// Contents longer than this are stored apart from their record (and
-    /// deduplicated): only those are hashed.
-    hash_above: u64,
-    hasher: ContentHasher,
-}
-
-impl LoadRules {
-    /// Whether a file of `len` bytes is read whole (taking its share of
-    /// the budget): always when small, while the budget lasts up to
-    /// `LOAD_MAX`.
-    fn read_whole(&self, len: u64) -> bool {
-        if len >= LOAD_MAX {
-            return false;
-        }
-        self.budget
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
-                b.checked_sub(len).or((len < LOAD_SMALL).then_some(0))
-            })
-            .is_ok()
-    }
-}
 
 /// How `add_path` treats what it cannot store.
 #[derive(Clone, Debug, Default)]
@@ -175,97 +140,6 @@ fn record(kind: EntryKind, meta: &Metadata, len: u64, content: Content) -> Recor
     }
 }
 
-/// One regular file opened, stat'ed and (if small) read by an I/O thread.
-struct Loaded {
-    key: Vec<u8>,
-    /// Its metadata and bytes; `None` bytes: too large to read whole, to
-    /// be streamed by the writer.
-    data: std::io::Result<(Metadata, Option<Vec<u8>>)>,
-    /// The bytes' deduplication hash, computed on the I/O thread too.
-    hash: Option<[u8; 32]>,
-    source: PathBuf,
-}
-
-/// Opens `path`, takes its metadata from the open file (the system call a
-/// stat before the open would cost anyway, but off the writer), and reads it
-/// whole if `rules` say so.
-fn load(path: &Path, rules: &LoadRules) -> std::io::Result<(Metadata, Option<Vec<u8>>)> {
-    let mut f = File::open(path)?;
-    let meta = f.metadata()?;
-    if !meta.is_file() || !rules.read_whole(meta.len()) {
-        return Ok((meta, None));
-    }
-    let len = meta.len();
-    // Allocated once at the known length and read without an extra call
-    // to probe for the end (`take` ends the read at `len`): one `read` per
-    // small file. Like tar, a file is stored with the length it had when
-    // it was opened; one that shrank since is reported as unreadable.
-    let mut buf = Vec::with_capacity(len as usize);
-    (&mut f).take(len).read_to_end(&mut buf)?;
-    if (buf.len() as u64) < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the file shrank while it was imported",
-        ));
-    }
-    Ok((meta, Some(buf)))
-}
-
-/// A batch of files loading on the I/O threads while the writer stores the
-/// one before.
-enum Loading {
-    Ready(Vec<Loaded>),
-    Pending(mpsc::Receiver<Vec<Loaded>>),
-}
-
-impl Loading {
-    /// Starts loading `batch` on the I/O threads (`par::io_pool`). Loads
-    /// it at once when called on a worker thread itself, which must not
-    /// wait for work queued behind it.
-    fn start(batch: Vec<(Vec<u8>, PathBuf)>, rules: LoadRules) -> Loading {
-        let pool = match io_pool() {
-            Some(p) if rayon::current_thread_index().is_none() => p,
-            _ => return Loading::Ready(load_batch(batch, &rules)),
-        };
-        let (tx, rx) = mpsc::sync_channel(1);
-        pool.spawn(move || {
-            // The receiver is gone only if the import stopped early.
-            let _ = tx.send(load_batch(batch, &rules));
-        });
-        Loading::Pending(rx)
-    }
-
-    fn finish(self) -> Result<Vec<Loaded>> {
-        match self {
-            Loading::Ready(v) => Ok(v),
-            Loading::Pending(rx) => rx.recv().map_err(|_| {
-                Error::Io(std::io::Error::other(
-                    "a worker thread stopped while loading files",
-                ))
-            }),
-        }
-    }
-}
-
-/// Loads `batch` on the current pool's threads, keeping order, with the content
-/// hashes of what is stored apart from its record (keyed by
-/// `rules.hasher`, see `data::dedup`).
-fn load_batch(batch: Vec<(Vec<u8>, PathBuf)>, rules: &LoadRules) -> Vec<Loaded> {
-    par_map_owned(batch, |(key, source)| {
-        let data = load(&source, rules);
-        let hash = match &data {
-            Ok((_, Some(d))) if (d.len() as u64) > rules.hash_above => Some(rules.hasher.hash(d)),
-            _ => None,
-        };
-        Loaded {
-            key,
-            data,
-            hash,
-            source,
-        }
-    })
-}
-
 struct Importer<'a, F: FnMut(&Progress)> {
     opts: &'a ImportOptions,
     /// The lockbox's own file (device, inode), never imported into itself.
@@ -273,8 +147,12 @@ struct Importer<'a, F: FnMut(&Progress)> {
     stats: ImportStats,
     progress: F,
     done: Progress,
+    /// Nothing was under the destination when the import began: what it
+    /// stages cannot collide with an entry (names in a directory are
+    /// unique), so the per-entry lookups are skipped.
+    fresh: bool,
     /// Regular files listed but not yet loaded.
-    batch: Vec<(Vec<u8>, PathBuf)>,
+    batch: Vec<(Vec<u8>, Source)>,
     /// Batches loading while the one before them is stored, oldest first.
     loading: std::collections::VecDeque<Loading>,
 }
@@ -302,28 +180,37 @@ impl<F: FnMut(&Progress)> Importer<'_, F> {
     }
 }
 
-/// A directory entry: name, path, and type if the listing gave it.
-type Listed = (std::ffi::OsString, PathBuf, Option<fs::FileType>);
+/// A directory entry: name, and type if the listing gave it.
+type Listed = (OsString, Option<fs::FileType>);
 
-/// The entries of `dir`, sorted by name; `None` (reported) if it cannot be
-/// listed.
+/// A directory being walked: its entries not yet visited, its path in the
+/// lockbox, and the directory its files are opened from.
+type OpenDir = (std::vec::IntoIter<Listed>, String, Arc<SourceDir>);
+
+/// The entries of `dir`, sorted by name, and `dir` opened for its files to
+/// be opened from; `None` (reported) if it cannot be listed.
 fn list_dir<F: FnMut(&Progress)>(
-    dir: &Path,
+    dir: PathBuf,
+    at: String,
     imp: &mut Importer<'_, F>,
-) -> Result<Option<Vec<Listed>>> {
-    match fs::read_dir(dir) {
+) -> Result<Option<OpenDir>> {
+    match fs::read_dir(&dir) {
         Ok(rd) => {
             let mut names: Vec<Listed> = rd
                 .filter_map(|e| e.ok())
                 // The type comes with the listing on most file systems: no
                 // stat call here.
-                .map(|e| (e.file_name(), e.path(), e.file_type().ok()))
+                .map(|e| (e.file_name(), e.file_type().ok()))
                 .collect();
             names.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(Some(names))
+            Ok(Some((
+                names.into_iter(),
+                at,
+                Arc::new(SourceDir::open(dir)),
+            )))
         }
         Err(e) => {
-            imp.skip(dir, format!("cannot list directory: {e}"))?;
+            imp.skip(&dir, format!("cannot list directory: {e}"))?;
             Ok(None)
         }
     }
@@ -376,6 +263,7 @@ impl Lockbox {
             stats: ImportStats::default(),
             progress,
             done: Progress::default(),
+            fresh: false,
             batch: Vec::new(),
             loading: std::collections::VecDeque::new(),
         };
@@ -384,6 +272,9 @@ impl Lockbox {
                 lb.mkdir(&dest)?;
             }
             let meta = fs::symlink_metadata(src)?;
+            // Nothing under `dest` yet: no entry the import makes can
+            // collide with one there, or be unchanged from one.
+            imp.fresh = !lb.has_children(&to_key(&dest))?;
             if meta.is_dir() {
                 lb.import_tree(src, &dest, &mut imp)?;
             } else {
@@ -391,8 +282,13 @@ impl Lockbox {
                     path: src.display().to_string(),
                     reason: "source has no file name",
                 })?;
+                let dir = src.parent().unwrap_or(Path::new("")).to_path_buf();
+                let source = Source {
+                    dir: Arc::new(SourceDir::by_path(dir)),
+                    name: name.to_os_string(),
+                };
                 match child_path(&dest, name) {
-                    Ok(p) => lb.import_entry(src, &p, meta, &mut imp)?,
+                    Ok(p) => lb.import_entry(source, &p, meta, &mut imp)?,
                     Err(reason) => imp.skip(src, reason)?,
                 }
                 lb.finish_batches(&mut imp)?;
@@ -416,27 +312,29 @@ impl Lockbox {
         // before every name byte), so small files are packed in the order
         // extraction and listing visit them, and a pack is decoded once
         // per pass. Memory: the remaining names of each open directory.
-        let mut stack: Vec<(std::vec::IntoIter<Listed>, String)> = Vec::new();
-        if let Some(names) = list_dir(root, imp)? {
-            stack.push((names.into_iter(), dest.to_string()));
+        let mut stack: Vec<OpenDir> = Vec::new();
+        if let Some(open) = list_dir(root.to_path_buf(), dest.to_string(), imp)? {
+            stack.push(open);
         }
-        while let Some((names, at)) = stack.last_mut() {
-            let Some((name, path, ft)) = names.next() else {
+        while let Some((names, at, dir)) = stack.last_mut() {
+            let Some((name, ft)) = names.next() else {
                 stack.pop();
                 continue;
             };
             let p = match child_path(at, &name) {
                 Ok(p) => p,
                 Err(reason) => {
-                    imp.skip(&path, reason)?;
+                    imp.skip(&dir.path().join(&name), reason)?;
                     continue;
                 }
             };
             if ft.is_some_and(|t| t.is_file()) {
                 // Opened, stat'ed and read by the workers.
-                self.queue_file(to_key(&p), &p, path, imp)?;
+                let dir = dir.clone();
+                self.queue_file(to_key(&p), &p, Source { dir, name }, imp)?;
                 continue;
             }
+            let path = dir.path().join(&name);
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) => m,
                 Err(e) => {
@@ -445,23 +343,31 @@ impl Lockbox {
                 }
             };
             if meta.is_dir() {
-                self.stage_dir(&p, &meta)?;
+                self.stage_dir(&p, &meta, imp.fresh)?;
                 imp.stats.dirs += 1;
                 imp.tick(0);
-                if let Some(names) = list_dir(&path, imp)? {
-                    stack.push((names.into_iter(), p));
+                if let Some(open) = list_dir(path, p, imp)? {
+                    stack.push(open);
                 }
             } else {
-                self.import_entry(&path, &p, meta, imp)?;
+                let dir = dir.clone();
+                self.import_entry(Source { dir, name }, &p, meta, imp)?;
             }
         }
         self.finish_batches(imp)
     }
 
-    fn stage_dir(&mut self, p: &str, meta: &Metadata) -> Result<()> {
+    /// Stages the directory `p` (its parents are checked, and what is
+    /// there already, unless `fresh`: nothing is under the import's
+    /// destination but what it staged itself).
+    fn stage_dir(&mut self, p: &str, meta: &Metadata, fresh: bool) -> Result<()> {
         let key = to_key(p);
-        self.check_parents(&key)?;
         let rec = record(EntryKind::Dir, meta, 0, Content::Empty);
+        if fresh {
+            self.stage(key, rec);
+            return Ok(());
+        }
+        self.check_parents(&key)?;
         match self.lookup(&key)? {
             Some(r) if r.kind != EntryKind::Dir => return Err(Error::AlreadyExists(p.to_string())),
             Some(r) if r == rec => return Ok(()),
@@ -473,9 +379,11 @@ impl Lockbox {
 
     /// Stages `rec` at `key` unless the lockbox holds exactly that record
     /// there, committed and not staged since: an unchanged entry of a tree
-    /// imported again costs its commit nothing.
-    fn stage_changed(&mut self, key: Vec<u8>, rec: Record) -> Result<()> {
-        if self.committed.toc.root.is_some()
+    /// imported again costs its commit nothing. (`fresh`: nothing is
+    /// under the import's destination, so nothing is unchanged.)
+    fn stage_changed(&mut self, key: Vec<u8>, rec: Record, fresh: bool) -> Result<()> {
+        if !fresh
+            && self.committed.toc.root.is_some()
             && !self.toc.contains_key(&key)
             && self.old_toc(&key)?.as_ref() == Some(&rec)
         {
@@ -487,7 +395,7 @@ impl Lockbox {
 
     fn import_entry<F: FnMut(&Progress)>(
         &mut self,
-        src: &Path,
+        source: Source,
         p: &str,
         meta: Metadata,
         imp: &mut Importer<'_, F>,
@@ -495,31 +403,34 @@ impl Lockbox {
         let key = to_key(p);
         let ft = meta.file_type();
         if ft.is_symlink() {
-            let target = match fs::read_link(src) {
+            let src = source.path();
+            let target = match fs::read_link(&src) {
                 Ok(t) => t,
-                Err(e) => return imp.skip(src, format!("cannot read symlink: {e}")),
+                Err(e) => return imp.skip(&src, format!("cannot read symlink: {e}")),
             };
             let Some(target) = target
                 .to_str()
                 .filter(|t| !t.is_empty() && t.len() <= MAX_TARGET && !t.contains('\0'))
             else {
-                return imp.skip(src, "symlink target is not valid UTF-8 or too long");
+                return imp.skip(&src, "symlink target is not valid UTF-8 or too long");
             };
             // Its parent is `dest` (made by `add_path`) or a directory this
             // walk staged, both checked already.
-            self.check_slot_itself(&key, p)?;
+            if !imp.fresh {
+                self.check_slot_itself(&key, p)?;
+            }
             let t = target.as_bytes().to_vec();
             let len = t.len() as u64;
             let rec = record(EntryKind::Symlink, &meta, len, Content::Inline(t));
-            self.stage_changed(key, rec)?;
+            self.stage_changed(key, rec, imp.fresh)?;
             imp.stats.symlinks += 1;
             imp.tick(0);
             return Ok(());
         }
         if !ft.is_file() {
-            return imp.skip(src, "not a regular file, directory or symlink");
+            return imp.skip(&source.path(), "not a regular file, directory or symlink");
         }
-        self.queue_file(key, p, src.to_path_buf(), imp)
+        self.queue_file(key, p, source, imp)
     }
 
     /// Adds a regular file to the batch the workers load.
@@ -527,12 +438,14 @@ impl Lockbox {
         &mut self,
         key: Vec<u8>,
         p: &str,
-        src: PathBuf,
+        src: Source,
         imp: &mut Importer<'_, F>,
     ) -> Result<()> {
         // Its parent is `dest` (made by `add_path`) or a directory this
         // walk staged, both checked already.
-        self.check_slot_itself(&key, p)?;
+        if !imp.fresh {
+            self.check_slot_itself(&key, p)?;
+        }
         imp.batch.push((key, src));
         if imp.batch.len() >= BATCH_FILES {
             self.flush_batch(imp)?;
@@ -545,13 +458,11 @@ impl Lockbox {
     /// the next files while this thread packs the earlier ones.
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
-        let rules = LoadRules {
-            budget: AtomicU64::new(LOAD_BUDGET),
-            hash_above: INLINE_MAX as u64,
-            hasher: self.dedup.hasher().clone(),
-        };
+        let rules = LoadRules::new(INLINE_MAX as u64, self.dedup.hasher().clone());
         if !batch.is_empty() {
-            self.decode_ahead(batch.iter().map(|(k, _)| k.as_slice()));
+            if !imp.fresh {
+                self.decode_ahead(batch.iter().map(|(k, _)| k.as_slice()));
+            }
             imp.loading.push_back(Loading::start(batch, rules));
         }
         while imp.loading.len() > LOAD_AHEAD {
@@ -580,45 +491,51 @@ impl Lockbox {
     /// Stores loaded files, in order.
     fn store_loaded<F: FnMut(&Progress)>(
         &mut self,
-        loaded: Vec<Loaded>,
+        chunks: Vec<Chunk>,
         imp: &mut Importer<'_, F>,
     ) -> Result<()> {
-        for l in loaded {
-            let (meta, data) = match l.data {
-                Ok(d) => d,
-                Err(e) => {
-                    imp.skip(&l.source, format!("cannot read: {e}"))?;
-                    continue;
-                }
-            };
-            if !meta.is_file() {
-                // Replaced by something else since the listing.
-                imp.skip(&l.source, "not a regular file, directory or symlink")?;
-                continue;
+        for Chunk { buf, files } in chunks {
+            for l in files {
+                self.store_one(&buf, l, imp)?;
             }
-            if imp.own_file.is_some() && file_id(&meta) == imp.own_file {
-                imp.skip(&l.source, "this is the lockbox being written")?;
-                continue;
-            }
-            let member = Member::Toc(l.key.clone());
-            let (content, len) = match data {
-                Some(d) => (self.store_bytes_hashed(member, &d, l.hash)?, d.len() as u64),
-                None => match File::open(&l.source) {
-                    Ok(mut f) => match self.unchanged_file(&member, meta.len(), &mut f)? {
-                        Some(c) => (c, meta.len()),
-                        None => self.store_reader(member, &mut f)?,
-                    },
-                    Err(e) => {
-                        imp.skip(&l.source, format!("cannot open: {e}"))?;
-                        continue;
-                    }
-                },
-            };
-            self.stage_changed(l.key, record(EntryKind::File, &meta, len, content))?;
-            imp.stats.files += 1;
-            imp.stats.bytes += len;
-            imp.tick(len);
         }
+        Ok(())
+    }
+
+    /// Stores one loaded file of the chunk whose buffer is `buf`.
+    fn store_one<F: FnMut(&Progress)>(
+        &mut self,
+        buf: &[u8],
+        l: Loaded,
+        imp: &mut Importer<'_, F>,
+    ) -> Result<()> {
+        let (meta, body) = match &l.data {
+            Ok(d) => d,
+            Err(e) => return imp.skip(&l.source.path(), format!("cannot read: {e}")),
+        };
+        if !meta.is_file() {
+            // Replaced by something else since the listing.
+            return imp.skip(&l.source.path(), "not a regular file, directory or symlink");
+        }
+        if imp.own_file.is_some() && file_id(meta) == imp.own_file {
+            return imp.skip(&l.source.path(), "this is the lockbox being written");
+        }
+        let member = Member::Toc(l.key.clone());
+        let (content, len) = match body.bytes(buf) {
+            Some(d) => (self.store_bytes_hashed(member, d, l.hash)?, d.len() as u64),
+            None => match l.source.open() {
+                Ok(mut f) => match self.unchanged_file(&member, meta.len(), &mut f)? {
+                    Some(c) => (c, meta.len()),
+                    None => self.store_reader(member, &mut f)?,
+                },
+                Err(e) => return imp.skip(&l.source.path(), format!("cannot open: {e}")),
+            },
+        };
+        let rec = record(EntryKind::File, meta, len, content);
+        self.stage_changed(l.key, rec, imp.fresh)?;
+        imp.stats.files += 1;
+        imp.stats.bytes += len;
+        imp.tick(len);
         Ok(())
     }
 }
