@@ -71,6 +71,9 @@ pub struct Config {
     pub peers: bool,
     pub extract: Extract,
     pub extract_repeat: usize,
+    /// Runs of each import compared with the peers (`small`, `tree`), and
+    /// of the `tar` peers' packing.
+    pub import_repeat: usize,
     /// `tree`: a real directory to import (`None`: a generated tree).
     pub source: Option<PathBuf>,
     /// `append-delete`: files committed before the first round.
@@ -207,6 +210,7 @@ impl Config {
             }
         };
         let extract_repeat = env_count("LOCKBOX_PERF_EXTRACT_REPEAT", 1, 1)?;
+        let import_repeat = env_count("LOCKBOX_PERF_IMPORT_REPEAT", 1, 1)?;
         let files_set = match env_string("LOCKBOX_PERF_FILES")? {
             None => None,
             Some(v) => Some(parse_size("LOCKBOX_PERF_FILES", &v)?),
@@ -253,6 +257,7 @@ impl Config {
             peers,
             extract,
             extract_repeat,
+            import_repeat,
             source,
             initial_files: env_count("LOCKBOX_PERF_INITIAL_FILES", 10_000, 1)?,
             append_files: env_count("LOCKBOX_PERF_APPEND_FILES", 1_000, 1)?,

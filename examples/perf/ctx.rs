@@ -37,6 +37,11 @@ impl Ctx {
         self.dir.join(format!("perf-{name}.lbox"))
     }
 
+    /// Removes the archive file of `name` (if any: none in memory).
+    pub fn remove_archive(&self, name: &str) -> std::io::Result<()> {
+        remove_if_exists(&self.archive_path(name))
+    }
+
     /// Creates a fresh archive for scenario `name` on the configured backend.
     pub fn create(&self, name: &str) -> BoxResult<Lockbox> {
         match self.cfg.backend {

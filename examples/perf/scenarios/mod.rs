@@ -65,11 +65,53 @@ pub fn repeat_extraction(
     repeat: usize,
     bytes: u64,
     files: Option<u64>,
-    mut again: impl FnMut(usize) -> BoxResult<Duration>,
+    again: impl FnMut(usize) -> BoxResult<Duration>,
 ) -> BoxResult<()> {
-    if repeat <= 1 {
-        return Ok(());
+    if repeat > 1 {
+        let what = "runs on the same handle";
+        median_row(sec, step, first, repeat, bytes, files, what, again)?;
+        sec.json_u("extract_repeat", repeat as u64);
     }
+    Ok(())
+}
+
+/// `LOCKBOX_PERF_IMPORT_REPEAT`: with `repeat` > 1, an import compared with
+/// the peers runs `repeat - 1` more times (`again(k)`, k = 1..repeat, each
+/// into a new archive), one more row gives the median of all runs, and the
+/// peers table compares that median with the median of as many runs of each
+/// `tar` peer (`run_peers`). Returns the time to compare: the median, or
+/// `first` when not repeated.
+pub fn repeat_import(
+    sec: &mut Section,
+    step: &str,
+    first: Duration,
+    repeat: usize,
+    bytes: u64,
+    files: Option<u64>,
+    again: impl FnMut(usize) -> BoxResult<Duration>,
+) -> BoxResult<Duration> {
+    if repeat <= 1 {
+        return Ok(first);
+    }
+    let what = "runs, each into a new archive";
+    let median = median_row(sec, step, first, repeat, bytes, files, what, again)?;
+    sec.json_u("import_repeat", repeat as u64);
+    Ok(median)
+}
+
+/// Runs `again(k)` for k = 1..repeat, and reports the median of those
+/// runs and `first` in a row of its own (with its minimum in the JSON).
+#[allow(clippy::too_many_arguments)]
+fn median_row(
+    sec: &mut Section,
+    step: &str,
+    first: Duration,
+    repeat: usize,
+    bytes: u64,
+    files: Option<u64>,
+    what: &str,
+    mut again: impl FnMut(usize) -> BoxResult<Duration>,
+) -> BoxResult<Duration> {
     let mut times = vec![first];
     for k in 1..repeat {
         times.push(again(k)?);
@@ -84,7 +126,7 @@ pub fn repeat_extraction(
         Some(bytes),
         files,
         format!(
-            "median of {repeat} runs on the same handle: first {}, min {}, max {}",
+            "median of {repeat} {what}: first {}, min {}, max {}",
             fmt_dur(first),
             fmt_dur(min),
             fmt_dur(max)
@@ -94,6 +136,5 @@ pub fn repeat_extraction(
         &format!("{}_repeat_min_s", crate::report::json_key(step)),
         min.as_secs_f64(),
     );
-    sec.json_u("extract_repeat", repeat as u64);
-    Ok(())
+    Ok(median)
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lockbox::{EntryKind, ExtractOptions, ExtractStats, Profile};
 
-use super::repeat_extraction;
+use super::{repeat_extraction, repeat_import};
 use crate::BoxResult;
 use crate::bounds::{
     ArchiveFrames, Coding, FS_TRIES, Rate, bound_threads, cpu_bounds, frames_of, fs_create_bound,
@@ -275,6 +275,27 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(n as u64),
         String::new(),
     );
+    let import_compared = repeat_import(
+        sec,
+        "import+commit",
+        import_total,
+        cfg.import_repeat,
+        logical,
+        Some(n as u64),
+        |k| {
+            let name = format!("small-import-{k}");
+            let mut lb = ctx.create(&name)?;
+            settle(&ctx.dir);
+            let t = clock();
+            lb.set_profile(Profile::BulkImport);
+            lb.add_path(&src, "")?;
+            lb.commit()?;
+            let d = t.elapsed();
+            drop(lb);
+            ctx.remove_archive(&name)?;
+            Ok(d)
+        },
+    )?;
     let (lbi, _) = ctx.reopen(lbi, "small-import")?;
     let import_stored = ctx.stored_bytes(&lbi, "small-import")?;
 
@@ -434,7 +455,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     let (w, v) = b_put.pack_stage();
     sec.fraction("add+commit (put)", rate(add + commit), &w, v);
     let (w, v) = slowest(&[b_imp.pack_stage(), readr.stage("fs open+read+close")]);
-    sec.fraction("import+commit (add_path)", rate(import_total), &w, v);
+    sec.fraction("import+commit (add_path)", rate(import_compared), &w, v);
     if let Some(d) = extract_dir {
         let (w, v) = slowest(&[own.stage(logical), create.stage("fs create+write+close")]);
         sec.fraction("extract to directory", rate(d), &w, v);
@@ -458,6 +479,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 tmpfs: None,
                 memory: cfg.extract.memory(),
             },
+            cfg.import_repeat,
             &|peer, out| {
                 peer_pack_dir(peer, &src, out)?;
                 Ok(Duration::ZERO)
@@ -468,7 +490,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             sec,
             &runs,
             &Lockboxed {
-                pack: ("import from directory", import_total),
+                pack: ("import from directory", import_compared),
                 dir: extract_dir,
                 tmpfs: None,
                 mem: extract_mem.map(|d| ("extract to memory", d)),

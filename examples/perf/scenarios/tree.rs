@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use lockbox::{EntryKind, ExtractOptions, Profile};
 
-use super::repeat_extraction;
+use super::{repeat_extraction, repeat_import};
 use crate::BoxResult;
 use crate::bounds::{
     ArchiveFrames, Coding, CpuBounds, FsBound, Rate, SPREAD_SAMPLE, cpu_bounds,
@@ -157,6 +157,27 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(files),
         String::new(),
     );
+    let import_compared = repeat_import(
+        sec,
+        "import+commit",
+        import_total,
+        cfg.import_repeat,
+        logical,
+        Some(files),
+        |k| {
+            let name = format!("tree-import-{k}");
+            let mut lb = ctx.create(&name)?;
+            settle(&ctx.dir);
+            let t = clock();
+            lb.set_profile(Profile::BulkImport);
+            lb.add_path(&src, "")?;
+            lb.commit()?;
+            let d = t.elapsed();
+            drop(lb);
+            ctx.remove_archive(&name)?;
+            Ok(d)
+        },
+    )?;
     let (lb, open) = ctx.reopen(lb, "tree")?;
     sec.timed("open", open, None, None, "reopen after commit".into());
     let stored = ctx.stored_bytes(&lb, "tree")?;
@@ -351,7 +372,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
 
     let rate = |d: Duration| mib_s(logical, d);
     let (w, v) = slowest(&[b.cpu.pack_stage(), b.read.stage("fs open+read+close")]);
-    sec.fraction("import+commit (add_path)", rate(import_total), &w, v);
+    sec.fraction("import+commit (add_path)", rate(import_compared), &w, v);
     if let Some(d) = extract_dir {
         let (w, v) = slowest(&[
             own.stage(logical),
@@ -397,6 +418,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 },
                 memory: cfg.extract.memory(),
             },
+            cfg.import_repeat,
             &|peer, out| {
                 peer_pack_dir(peer, &src, out)?;
                 Ok(Duration::ZERO)
@@ -407,7 +429,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             sec,
             &runs,
             &Lockboxed {
-                pack: ("import from directory", import_total),
+                pack: ("import from directory", import_compared),
                 dir: extract_dir,
                 tmpfs: extract_tmpfs,
                 mem: extract_mem_sum.map(|d| ("extract to memory", d)),
