@@ -87,6 +87,7 @@ impl Lockbox {
         self.toc.clear();
         self.vars.clear();
         self.session_packs.clear();
+        self.stream_bufs = Vec::new();
         self.dedup.clear();
         self.repack_pending = redact.repack.clone();
         match self.redact(&redact) {
@@ -305,6 +306,7 @@ impl Lockbox {
         self.vars.clear();
         self.pack.discard();
         self.session_packs.clear();
+        self.stream_bufs = Vec::new();
         self.dedup.clear();
         self.store.take_written();
         if self.poisoned {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use lockbox::{Entry, EntryKind, Lockbox};
+use lockbox::{Entry, EntryKind, Key, Lockbox, Profile};
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
@@ -416,5 +416,46 @@ fn uncommitted_changes_are_not_durable() {
             h.lb().stat("lost").unwrap().is_none(),
             "{backend:?}: uncommitted file survived"
         );
+    }
+}
+
+/// Streamed contents of one session read into buffers the ones before
+/// them left (1 MiB frames under `BulkImport`): a shorter content after a
+/// longer one stores only its own bytes, in every frame.
+#[test]
+fn streams_of_falling_and_rising_sizes_store_only_their_bytes() {
+    let _g = shared();
+    let mib = 1 << 20;
+    let sizes = [
+        3 * mib + 5,
+        mib + 1,
+        mib,
+        700 << 10,
+        10 << 10,
+        2 * mib - 3,
+        100,
+    ];
+    let mut lb = Lockbox::builder()
+        .profile(Profile::BulkImport)
+        .create_in_memory(Key::raw([3; 32]))
+        .unwrap();
+    let datas: Vec<Vec<u8>> = (sizes.iter().enumerate())
+        .map(|(i, &n)| content(100 + i as u64, n))
+        .collect();
+    for (i, d) in datas.iter().enumerate() {
+        let r = ChunkReader {
+            data: d,
+            pos: 0,
+            chunk: 300_001,
+        };
+        assert_eq!(lb.put_reader(&format!("s/{i}"), r).unwrap(), d.len() as u64);
+    }
+    for (i, d) in datas.iter().enumerate() {
+        check_file(&lb, &format!("s/{i}"), d, "staged");
+    }
+    lb.commit().unwrap();
+    lb.verify().unwrap();
+    for (i, d) in datas.iter().enumerate() {
+        check_file(&lb, &format!("s/{i}"), d, "committed");
     }
 }

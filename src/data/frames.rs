@@ -74,12 +74,11 @@ impl FrameWriter {
         first: Vec<u8>,
         r: &mut impl Read,
         hasher: &mut blake3::Hasher,
+        spare: &mut Vec<Vec<u8>>,
     ) -> Result<u64> {
         let frame = self.frame_size as usize;
         let ahead = (STREAM_AHEAD / frame.max(1)).max(2 * rayon::current_num_threads());
         let mut queue: VecDeque<(Option<Compressing>, Arc<Vec<u8>>)> = VecDeque::new();
-        // Buffers of written frames, read into again.
-        let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut total = 0u64;
         let mut next = first;
         loop {
@@ -97,13 +96,20 @@ impl FrameWriter {
                 0
             };
             if n > 0 {
-                self.write_queued(store, queue.drain(..n).collect(), &mut spare)?;
+                self.write_queued(store, queue.drain(..n).collect(), spare)?;
             }
             if len < frame {
                 break;
             }
-            let mut buf = spare.pop().unwrap_or_default();
-            buf.resize(frame, 0);
+            // A written frame's buffer: its old bytes are overwritten (only
+            // the `got` read are used), not zeroed first.
+            let mut buf = match spare.pop() {
+                Some(mut b) => {
+                    b.resize(frame, 0);
+                    b
+                }
+                None => vec![0u8; frame],
+            };
             let got = fill(r, &mut buf)?;
             if got == 0 {
                 break;
@@ -111,7 +117,7 @@ impl FrameWriter {
             buf.truncate(got);
             next = buf;
         }
-        self.write_queued(store, queue.into_iter().collect(), &mut spare)?;
+        self.write_queued(store, queue.into_iter().collect(), spare)?;
         Ok(total)
     }
 

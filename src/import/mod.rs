@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use load::{BATCH_FILES, Chunk, LoadRules, Loaded, Loading, Source, SourceDir};
+use load::{BATCH_FILES, Body, Buffers, Chunk, LoadRules, Loaded, Loading, Source, SourceDir};
 
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
@@ -153,6 +153,8 @@ struct Importer<'a, F: FnMut(&Progress)> {
     fresh: bool,
     /// Regular files listed but not yet loaded.
     batch: Vec<(Vec<u8>, Source)>,
+    /// Buffers for the I/O threads to read into, handed back once stored.
+    buffers: Arc<Buffers>,
     /// Batches loading while the one before them is stored, oldest first.
     loading: std::collections::VecDeque<Loading>,
 }
@@ -265,6 +267,7 @@ impl Lockbox {
             done: Progress::default(),
             fresh: false,
             batch: Vec::new(),
+            buffers: Arc::default(),
             loading: std::collections::VecDeque::new(),
         };
         self.guarded(|lb| {
@@ -458,7 +461,8 @@ impl Lockbox {
     /// the next files while this thread packs the earlier ones.
     fn flush_batch<F: FnMut(&Progress)>(&mut self, imp: &mut Importer<'_, F>) -> Result<()> {
         let batch = std::mem::take(&mut imp.batch);
-        let rules = LoadRules::new(INLINE_MAX as u64, self.dedup.hasher().clone());
+        let hasher = self.dedup.hasher().clone();
+        let rules = LoadRules::new(INLINE_MAX as u64, hasher, imp.buffers.clone());
         if !batch.is_empty() {
             if !imp.fresh {
                 self.decode_ahead(batch.iter().map(|(k, _)| k.as_slice()));
@@ -498,6 +502,7 @@ impl Lockbox {
             for l in files {
                 self.store_one(&buf, l, imp)?;
             }
+            imp.buffers.give(buf);
         }
         Ok(())
     }
@@ -533,6 +538,9 @@ impl Lockbox {
         };
         let rec = record(EntryKind::File, meta, len, content);
         self.stage_changed(l.key, rec, imp.fresh)?;
+        if let Ok((_, Body::Own(v))) = l.data {
+            imp.buffers.give(v);
+        }
         imp.stats.files += 1;
         imp.stats.bytes += len;
         imp.tick(len);
