@@ -18,7 +18,7 @@ use crate::datagen::{CountingSink, GenReader, LARGE_SEED, Pattern};
 use crate::fsutil::{remove_dir_if_exists, remove_if_exists, settle};
 use crate::report::{Section, json_key};
 use crate::rss::clock;
-use crate::scenarios::repeat_import;
+use crate::scenarios::{repeat_extraction, repeat_import};
 use crate::units::{fmt_bytes, fmt_dur};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,9 +234,11 @@ pub struct PeerExtract<'a> {
 /// spent generating input, reported, not excluded), size, extract to a directory and to
 /// tmpfs (each checked by `verify`, untimed), extract to memory (checked
 /// against `files` and `logical`). With `pack_repeat` > 1 (see
-/// `scenarios::repeat_import`) each `tar` peer packs that many times and
-/// its median is compared; `zip` packs once (tens of times slower than
-/// the others, its ratio is not in doubt).
+/// `scenarios::repeat_import`) each `tar` peer packs that many times, and
+/// with `extract_repeat` > 1 (`scenarios::repeat_extraction`) extracts
+/// that many times, each into a new destination, and its medians are
+/// compared; `zip` runs once (tens of times slower than the others, its
+/// ratio is not in doubt).
 #[allow(clippy::too_many_arguments)]
 pub fn run_peers(
     ctx: &Ctx,
@@ -246,6 +248,7 @@ pub fn run_peers(
     files: u64,
     extract: &PeerExtract,
     pack_repeat: usize,
+    extract_repeat: usize,
     pack: &dyn Fn(Peer, &Path) -> BoxResult<Duration>,
     verify: &dyn Fn(Peer, &Path) -> BoxResult<()>,
 ) -> BoxResult<Vec<PeerRun>> {
@@ -277,15 +280,15 @@ pub fn run_peers(
             files_rate,
             detail,
         );
-        let repeat = match peer {
-            Peer::TarZstd(_) => pack_repeat,
-            Peer::ZipAes => 1,
+        let (pack_repeat, extract_repeat) = match peer {
+            Peer::TarZstd(_) => (pack_repeat, extract_repeat),
+            Peer::ZipAes => (1, 1),
         };
         let d = repeat_import(
             sec,
             &format!("{name} pack"),
             d,
-            repeat,
+            pack_repeat,
             logical,
             files_rate,
             |_| Ok(run_pack()?.0),
@@ -304,71 +307,81 @@ pub fn run_peers(
 
         let mut extract_dir = None;
         if extract.dir {
-            let dest = ctx
-                .dir
-                .join(format!("peer-{scenario}-{}-extract", peer.key()));
-            remove_dir_if_exists(&dest)?;
-            settle(&ctx.dir);
-            let t = clock();
-            peer_extract_dir(peer, &out, &dest).map_err(|e| format!("{name} extract: {e}"))?;
-            let d = t.elapsed();
-            sec.timed(
-                &format!("{name} extract to dir"),
-                d,
-                Some(logical),
-                files_rate,
-                "into a new directory".into(),
-            );
-            verify(peer, &dest)?;
-            if files > 1 {
-                ctx.remove_at_end(&dest);
-            } else {
+            let to_dir = |k: usize| -> BoxResult<Duration> {
+                let dest = (ctx.dir).join(format!("peer-{scenario}-{}-extract{k}", peer.key()));
                 remove_dir_if_exists(&dest)?;
-            }
+                settle(&ctx.dir);
+                let t = clock();
+                peer_extract_dir(peer, &out, &dest).map_err(|e| format!("{name} extract: {e}"))?;
+                let d = t.elapsed();
+                verify(peer, &dest)?;
+                if files > 1 {
+                    ctx.remove_at_end(&dest);
+                } else {
+                    remove_dir_if_exists(&dest)?;
+                }
+                Ok(d)
+            };
+            let d = to_dir(0)?;
+            let step = format!("{name} extract to dir");
+            let detail = "into a new directory".to_string();
+            sec.timed(&step, d, Some(logical), files_rate, detail);
+            let d = repeat_extraction(sec, &step, d, extract_repeat, logical, files_rate, to_dir)?;
             extract_dir = Some(d);
         }
 
         let mut extract_tmpfs = None;
         if let Some(shm) = extract.tmpfs {
-            let dest = shm.join(format!("peer-{scenario}-{}-extract", peer.key()));
-            remove_dir_if_exists(&dest)?;
-            let t = clock();
-            peer_extract_dir(peer, &out, &dest)
-                .map_err(|e| format!("{name} extract to tmpfs: {e}"))?;
-            let d = t.elapsed();
-            sec.timed(
-                &format!("{name} extract to tmpfs"),
-                d,
-                Some(logical),
-                files_rate,
-                format!("into a new directory in {}", shm.display()),
-            );
-            verify(peer, &dest)?;
-            // tmpfs holds its files in memory and frees them at once:
-            // nothing to gain from keeping them to the end of the run.
-            remove_dir_if_exists(&dest)?;
+            let to_tmpfs = |k: usize| -> BoxResult<Duration> {
+                let dest = shm.join(format!("peer-{scenario}-{}-extract{k}", peer.key()));
+                remove_dir_if_exists(&dest)?;
+                let t = clock();
+                peer_extract_dir(peer, &out, &dest)
+                    .map_err(|e| format!("{name} extract to tmpfs: {e}"))?;
+                let d = t.elapsed();
+                verify(peer, &dest)?;
+                // tmpfs holds its files in memory and frees them at once:
+                // nothing to gain from keeping them to the end of the run.
+                remove_dir_if_exists(&dest)?;
+                Ok(d)
+            };
+            let d = to_tmpfs(0)?;
+            let step = format!("{name} extract to tmpfs");
+            let detail = format!("into a new directory in {}", shm.display());
+            sec.timed(&step, d, Some(logical), files_rate, detail);
+            let d =
+                repeat_extraction(sec, &step, d, extract_repeat, logical, files_rate, to_tmpfs)?;
             extract_tmpfs = Some(d);
         }
 
         let mut extract_mem = None;
         if extract.memory {
-            let t = clock();
-            let (f, b) =
-                peer_extract_memory(peer, &out).map_err(|e| format!("{name} read: {e}"))?;
-            let d = t.elapsed();
-            if f != files || b != logical {
-                return Err(format!(
-                    "{name}: read {f} files / {b} bytes, expected {files} / {logical}"
-                )
-                .into());
-            }
-            sec.timed(
-                &format!("{name} extract to memory"),
+            let to_memory = |_: usize| -> BoxResult<Duration> {
+                let t = clock();
+                let (f, b) =
+                    peer_extract_memory(peer, &out).map_err(|e| format!("{name} read: {e}"))?;
+                let d = t.elapsed();
+                if f != files || b != logical {
+                    return Err(format!(
+                        "{name}: read {f} files / {b} bytes, expected {files} / {logical}"
+                    )
+                    .into());
+                }
+                Ok(d)
+            };
+            let d = to_memory(0)?;
+            let step = format!("{name} extract to memory");
+            let detail = "every file into a counting sink".to_string();
+            sec.timed(&step, d, Some(logical), files_rate, detail);
+            let d = repeat_extraction(
+                sec,
+                &step,
                 d,
-                Some(logical),
+                extract_repeat,
+                logical,
                 files_rate,
-                "every file into a counting sink".into(),
-            );
+                to_memory,
+            )?;
             extract_mem = Some(d);
         }
         remove_if_exists(&out)?;

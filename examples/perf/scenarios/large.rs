@@ -207,7 +207,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             None,
             "extract_to_directory into a new directory".into(),
         );
-        repeat_extraction(
+        let d = repeat_extraction(
             sec,
             "extract to dir",
             d,
@@ -318,6 +318,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 memory: true,
             },
             1,
+            cfg.extract_repeat,
             &|peer, out| peer_pack_stream(peer, out, cfg.pattern, size, path),
             &|peer, dest| verify_large_file(&dest.join(path), cfg.pattern, size, peer.name()),
         )?;

@@ -57,7 +57,9 @@ pub const DEFAULT_SCENARIOS: &[&str] = &["small", "large"];
 /// row (as with no repeat); with `repeat` > 1, `again(k)` runs it `repeat - 1`
 /// more times on the same handle (k = 1..repeat, a new destination each
 /// time) and one more row gives the median of all runs, so a warm cache or
-/// the `ExtractMany` profile shows, and noise can be seen.
+/// the `ExtractMany` profile shows, and noise can be seen. Returns the time
+/// to compare with the bounds and the peers (whose extractions `run_peers`
+/// repeats as often): the median, or `first` when not repeated.
 pub fn repeat_extraction(
     sec: &mut Section,
     step: &str,
@@ -66,13 +68,14 @@ pub fn repeat_extraction(
     bytes: u64,
     files: Option<u64>,
     again: impl FnMut(usize) -> BoxResult<Duration>,
-) -> BoxResult<()> {
-    if repeat > 1 {
-        let what = "runs on the same handle";
-        median_row(sec, step, first, repeat, bytes, files, what, again)?;
-        sec.json_u("extract_repeat", repeat as u64);
+) -> BoxResult<Duration> {
+    if repeat <= 1 {
+        return Ok(first);
     }
-    Ok(())
+    let what = "runs";
+    let median = median_row(sec, step, first, repeat, bytes, files, what, again)?;
+    sec.json_u("extract_repeat", repeat as u64);
+    Ok(median)
 }
 
 /// `LOCKBOX_PERF_IMPORT_REPEAT`: with `repeat` > 1, an import compared with

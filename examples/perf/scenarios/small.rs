@@ -339,7 +339,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 es.files, es.dirs
             ),
         );
-        repeat_extraction(
+        let d = repeat_extraction(
             sec,
             "extract to dir",
             d,
@@ -380,7 +380,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
             Some(n as u64),
             "extract_all: every file to a callback".into(),
         );
-        repeat_extraction(
+        let d = repeat_extraction(
             sec,
             "extract to memory",
             d,
@@ -480,6 +480,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 memory: cfg.extract.memory(),
             },
             cfg.import_repeat,
+            cfg.extract_repeat,
             &|peer, out| {
                 peer_pack_dir(peer, &src, out)?;
                 Ok(Duration::ZERO)

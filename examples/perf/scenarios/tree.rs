@@ -259,7 +259,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 fs_name(&ctx.dir)
             ),
         );
-        repeat_extraction(
+        let d = repeat_extraction(
             sec,
             "extract to dir",
             d,
@@ -282,7 +282,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                         fs_name(shm)
                     ),
                 );
-                repeat_extraction(
+                let d = repeat_extraction(
                     sec,
                     "extract to tmpfs",
                     d,
@@ -347,7 +347,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         ] {
             let d = extract_to_memory(sum_bytes)?;
             sec.timed(step, d, Some(logical), Some(files), detail.into());
-            repeat_extraction(
+            let d = repeat_extraction(
                 sec,
                 step,
                 d,
@@ -419,6 +419,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 memory: cfg.extract.memory(),
             },
             cfg.import_repeat,
+            cfg.extract_repeat,
             &|peer, out| {
                 peer_pack_dir(peer, &src, out)?;
                 Ok(Duration::ZERO)
