@@ -22,7 +22,7 @@
 //! preallocated, and written with positional writes straight from the
 //! decoded frames.
 
-use std::collections::{HashMap, HashSet};
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Component, Path, PathBuf};

@@ -22,7 +22,9 @@
 //! about what the decodes saved); a cold archive has 7.5 MB less to read
 //! from the disk (not measured).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use ahash::AHashMap as HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -28,7 +28,9 @@
 //! nothing is pending, so a crash in between makes the next writable open
 //! redo the redaction and finish the relocation (`finish_redaction`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use ahash::AHashMap as HashMap;
 
 use crate::btree;
 use crate::crypto::seal::Kind;

@@ -17,7 +17,9 @@
 //! runs right after it (`relocate.rs`) move their live members, a batch at
 //! a time, into space the previous step freed.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use ahash::AHashMap as HashMap;
 
 use crate::btree;
 use crate::btree::apply::Change;

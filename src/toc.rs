@@ -1,7 +1,7 @@
 //! The table of contents: files, directories and symlinks by path, as a
 //! B-tree of [`Record`]s with this handle's staged changes over it.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 use std::io::{Read, Write};
 
 use crate::btree;

@@ -38,7 +38,7 @@
 //! Contents of earlier commits are found through the content index
 //! (`data::index`), which the commit fills from what this module noted.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use ring::digest::{Context, SHA256};
 use zeroize::{Zeroize, Zeroizing};

@@ -33,7 +33,7 @@
 //! Commit-time restaging (repacks, relocation) never looks the index up: a
 //! member moving out of a frame must not be pointed back into it.
 
-use std::collections::HashMap;
+use ahash::AHashMap as HashMap;
 
 use ahash::{AHashMap, AHashSet};
 
