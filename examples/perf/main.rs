@@ -12,7 +12,7 @@
 //! | `LOCKBOX_PERF_BACKEND`            | `file` \| `memory`                                       | `file`                |
 //! | `LOCKBOX_PERF_EXTRACT`            | `directory` \| `memory`: only that extraction (`small`, `large`, `tree`) | both      |
 //! | `LOCKBOX_PERF_EXTRACT_REPEAT`     | runs of each extraction (lockbox's on the same handle) and of each `tar` peer's (adds median rows; the peers table and the bound fractions use the medians) | `1` |
-//! | `LOCKBOX_PERF_IMPORT_REPEAT`      | runs of each import from a directory (`small`, `tree`), each into a new archive, and of each `tar` peer's pack (adds median rows; the peers table and the import's bound fraction use the medians) | `1` |
+//! | `LOCKBOX_PERF_IMPORT_REPEAT`      | runs of each import from a directory (`small`, `tree`), each into a new archive, and of each `tar` peer's pack, in turn (adds median rows; the peers table and the import's bound fraction use the medians) | `1` |
 //! | `LOCKBOX_PERF_FILES`              | small files (`small`); files of the generated tree (`tree`) | `10000`; tree: `3000` |
 //! | `LOCKBOX_PERF_FILE_BYTES`         | bytes per small file (`small`, `append-delete`)          | `1024`                |
 //! | `LOCKBOX_PERF_LARGE_BYTES`        | bytes of the one large file                              | `268435456` (256 MiB) |

@@ -18,7 +18,7 @@ use crate::datagen::{CountingSink, GenReader, LARGE_SEED, Pattern};
 use crate::fsutil::{remove_dir_if_exists, remove_if_exists, settle};
 use crate::report::{Section, json_key};
 use crate::rss::clock;
-use crate::scenarios::{repeat_extraction, repeat_import};
+use crate::scenarios::{median_of_runs, repeat_extraction};
 use crate::units::{fmt_bytes, fmt_dur};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,41 +230,75 @@ pub struct PeerExtract<'a> {
     pub memory: bool,
 }
 
-/// Runs every peer on a scenario's data: pack (`pack` returns the time it
-/// spent generating input, reported, not excluded), size, extract to a directory and to
-/// tmpfs (each checked by `verify`, untimed), extract to memory (checked
-/// against `files` and `logical`). With `pack_repeat` > 1 (see
-/// `scenarios::repeat_import`) each `tar` peer packs that many times, and
-/// with `extract_repeat` > 1 (`scenarios::repeat_extraction`) extracts
-/// that many times, each into a new destination, and its medians are
-/// compared; `zip` runs once (tens of times slower than the others, its
-/// ratio is not in doubt).
+/// A peer's archive of a scenario's data (`pack_peers`), left for
+/// `extract_peers`.
+pub struct Packed {
+    pub peer: Peer,
+    out: PathBuf,
+    /// Its packing time (the median with repeats).
+    pub pack: Duration,
+    pub bytes: u64,
+}
+
+/// The time each peer takes to pack a scenario's data, and its size: one
+/// row each (`pack` returns the time it spent generating input, reported,
+/// not excluded). With `repeat` > 1 (`scenarios::repeat_import`) every
+/// `tar` peer packs `repeat` times, in rounds taken in turn with
+/// `again(k)`, k = 1..repeat (lockbox's own repeated runs of the same
+/// work, its first run just made): on a machine whose speed drifts by
+/// 20 % within minutes, both sides then see the same phases. Their
+/// medians are compared. `zip` packs once, after the rounds (tens of times
+/// slower than the others, its ratio is not in doubt). Returns the
+/// archives and `again`'s times.
 #[allow(clippy::too_many_arguments)]
-pub fn run_peers(
+pub fn pack_peers(
     ctx: &Ctx,
     sec: &mut Section,
     scenario: &str,
     logical: u64,
     files: u64,
-    extract: &PeerExtract,
-    pack_repeat: usize,
-    extract_repeat: usize,
+    repeat: usize,
     pack: &dyn Fn(Peer, &Path) -> BoxResult<Duration>,
-    verify: &dyn Fn(Peer, &Path) -> BoxResult<()>,
-) -> BoxResult<Vec<PeerRun>> {
+    again: &mut dyn FnMut(usize) -> BoxResult<Duration>,
+) -> BoxResult<(Vec<Packed>, Vec<Duration>)> {
     let files_rate = (files > 1).then_some(files);
-    let mut runs = Vec::new();
-    for peer in PEERS {
-        let name = peer.name();
+    let run_pack = |peer: Peer| -> BoxResult<(Duration, Duration)> {
         let out = ctx.dir.join(peer.file_name(scenario));
-        let run_pack = || -> BoxResult<(Duration, Duration)> {
-            remove_if_exists(&out)?;
-            settle(&ctx.dir);
-            let t = clock();
-            let generated = pack(peer, &out).map_err(|e| format!("{name} pack: {e}"))?;
-            Ok((t.elapsed(), generated))
-        };
-        let (d, generated) = run_pack()?;
+        remove_if_exists(&out)?;
+        settle(&ctx.dir);
+        let t = clock();
+        let generated = pack(peer, &out).map_err(|e| format!("{} pack: {e}", peer.name()))?;
+        Ok((t.elapsed(), generated))
+    };
+    let mut times: Vec<(Peer, Vec<Duration>, Duration)> = Vec::new();
+    let mut lockbox = Vec::new();
+    for k in 0..repeat.max(1) {
+        if k > 0 {
+            lockbox.push(again(k)?);
+        }
+        for peer in PEERS
+            .iter()
+            .copied()
+            .filter(|p| matches!(p, Peer::TarZstd(_)))
+        {
+            let (d, generated) = run_pack(peer)?;
+            match times.iter_mut().find(|t| t.0 == peer) {
+                Some(t) => t.1.push(d),
+                None => times.push((peer, vec![d], generated)),
+            }
+        }
+    }
+    for peer in PEERS
+        .iter()
+        .copied()
+        .filter(|p| !matches!(p, Peer::TarZstd(_)))
+    {
+        let (d, generated) = run_pack(peer)?;
+        times.push((peer, vec![d], generated));
+    }
+    let mut packed = Vec::new();
+    for (peer, runs, generated) in times {
+        let name = peer.name();
         let detail = if generated > Duration::ZERO {
             format!(
                 "incl. {} generating input (as for lockbox)",
@@ -273,26 +307,15 @@ pub fn run_peers(
         } else {
             "from the same source directory".to_string()
         };
-        sec.timed(
-            &format!("{name} pack"),
-            d,
-            Some(logical),
-            files_rate,
-            detail,
-        );
-        let (pack_repeat, extract_repeat) = match peer {
-            Peer::TarZstd(_) => (pack_repeat, extract_repeat),
-            Peer::ZipAes => (1, 1),
+        let step = format!("{name} pack");
+        sec.timed(&step, runs[0], Some(logical), files_rate, detail);
+        let d = if runs.len() > 1 {
+            let what = "runs, each into a new archive, in turn with lockbox's";
+            median_of_runs(sec, &step, &runs, logical, files_rate, what)
+        } else {
+            runs[0]
         };
-        let d = repeat_import(
-            sec,
-            &format!("{name} pack"),
-            d,
-            pack_repeat,
-            logical,
-            files_rate,
-            |_| Ok(run_pack()?.0),
-        )?;
+        let out = ctx.dir.join(peer.file_name(scenario));
         let bytes = fs::metadata(&out)?.len();
         sec.fact_named(
             &format!("{name} bytes"),
@@ -304,7 +327,48 @@ pub fn run_peers(
                 bytes as f64 / logical.max(1) as f64
             ),
         );
+        packed.push(Packed {
+            peer,
+            out,
+            pack: d,
+            bytes,
+        });
+    }
+    Ok((packed, lockbox))
+}
 
+/// Extracts every peer's archive (`pack_peers`) to a directory and to
+/// tmpfs (each checked by `verify`, untimed) and to memory (checked
+/// against `files` and `logical`), then removes it. With more than one
+/// `extract_repeat` (`scenarios::repeat_extraction`) each `tar` peer
+/// extracts that many times, each into a new destination, and its medians
+/// are compared; `zip` once.
+#[allow(clippy::too_many_arguments)]
+pub fn extract_peers(
+    ctx: &Ctx,
+    sec: &mut Section,
+    scenario: &str,
+    logical: u64,
+    files: u64,
+    extract: &PeerExtract,
+    extract_repeat: usize,
+    packed: Vec<Packed>,
+    verify: &dyn Fn(Peer, &Path) -> BoxResult<()>,
+) -> BoxResult<Vec<PeerRun>> {
+    let files_rate = (files > 1).then_some(files);
+    let mut runs = Vec::new();
+    for Packed {
+        peer,
+        out,
+        pack,
+        bytes,
+    } in packed
+    {
+        let name = peer.name();
+        let extract_repeat = match peer {
+            Peer::TarZstd(_) => extract_repeat,
+            Peer::ZipAes => 1,
+        };
         let mut extract_dir = None;
         if extract.dir {
             let to_dir = |k: usize| -> BoxResult<Duration> {
@@ -387,7 +451,7 @@ pub fn run_peers(
         remove_if_exists(&out)?;
         runs.push(PeerRun {
             peer,
-            pack: d,
+            pack,
             bytes,
             extract_dir,
             extract_tmpfs,
@@ -395,6 +459,34 @@ pub fn run_peers(
         });
     }
     Ok(runs)
+}
+
+/// `pack_peers` (no repeat) then `extract_peers`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_peers(
+    ctx: &Ctx,
+    sec: &mut Section,
+    scenario: &str,
+    logical: u64,
+    files: u64,
+    extract: &PeerExtract,
+    extract_repeat: usize,
+    pack: &dyn Fn(Peer, &Path) -> BoxResult<Duration>,
+    verify: &dyn Fn(Peer, &Path) -> BoxResult<()>,
+) -> BoxResult<Vec<PeerRun>> {
+    let mut none = |_: usize| -> BoxResult<Duration> { Err("no lockbox runs to repeat".into()) };
+    let (packed, _) = pack_peers(ctx, sec, scenario, logical, files, 1, pack, &mut none)?;
+    extract_peers(
+        ctx,
+        sec,
+        scenario,
+        logical,
+        files,
+        extract,
+        extract_repeat,
+        packed,
+        verify,
+    )
 }
 
 /// Lockbox's figures against the peers' (see `Compare`); a figure lockbox

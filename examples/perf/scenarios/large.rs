@@ -317,7 +317,6 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 tmpfs: None,
                 memory: true,
             },
-            1,
             cfg.extract_repeat,
             &|peer, out| peer_pack_stream(peer, out, cfg.pattern, size, path),
             &|peer, dest| verify_large_file(&dest.join(path), cfg.pattern, size, peer.name()),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::BoxResult;
 use crate::ctx::Ctx;
+use crate::peers::{Packed, Peer, pack_peers};
 use crate::report::Section;
 use crate::units::{fmt_dur, percentile};
 
@@ -102,8 +103,42 @@ pub fn repeat_import(
     Ok(median)
 }
 
+/// Lockbox's import time to compare (see `repeat_import`) and, with
+/// `LOCKBOX_PERF_PEERS`, the peers' archives of the same data, packed now,
+/// in rounds taken in turn with lockbox's repeated imports (`again`), so
+/// that both sides of each ratio see the same phases of the machine
+/// (`peers::pack_peers`).
+#[allow(clippy::too_many_arguments)]
+pub fn import_and_peer_packs(
+    ctx: &Ctx,
+    sec: &mut Section,
+    scenario: &str,
+    first: Duration,
+    logical: u64,
+    files: u64,
+    pack: &dyn Fn(Peer, &std::path::Path) -> BoxResult<Duration>,
+    mut again: impl FnMut(usize) -> BoxResult<Duration>,
+) -> BoxResult<(Duration, Option<Vec<Packed>>)> {
+    let repeat = ctx.cfg.import_repeat;
+    let step = "import+commit";
+    if !ctx.cfg.peers {
+        let d = repeat_import(sec, step, first, repeat, logical, Some(files), again)?;
+        return Ok((d, None));
+    }
+    let (packed, rest) = pack_peers(ctx, sec, scenario, logical, files, repeat, pack, &mut again)?;
+    if repeat <= 1 {
+        return Ok((first, Some(packed)));
+    }
+    let mut times = vec![first];
+    times.extend(rest);
+    let what = "runs, each into a new archive, in turn with the peers'";
+    let d = median_of_runs(sec, step, &times, logical, Some(files), what);
+    sec.json_u("import_repeat", repeat as u64);
+    Ok((d, Some(packed)))
+}
+
 /// Runs `again(k)` for k = 1..repeat, and reports the median of those
-/// runs and `first` in a row of its own (with its minimum in the JSON).
+/// runs and `first` in a row of its own (`median_of_runs`).
 #[allow(clippy::too_many_arguments)]
 fn median_row(
     sec: &mut Section,
@@ -119,6 +154,22 @@ fn median_row(
     for k in 1..repeat {
         times.push(again(k)?);
     }
+    Ok(median_of_runs(sec, step, &times, bytes, files, what))
+}
+
+/// Reports the median of `times` (`times[0]` the first run) in a row of
+/// its own, `"{step} (repeat median)"` (with its minimum in the JSON), and
+/// returns it.
+pub fn median_of_runs(
+    sec: &mut Section,
+    step: &str,
+    times: &[Duration],
+    bytes: u64,
+    files: Option<u64>,
+    what: &str,
+) -> Duration {
+    let first = times[0];
+    let mut times = times.to_vec();
     times.sort();
     let median = percentile(&times, 0.5);
     let min = times[0];
@@ -129,7 +180,8 @@ fn median_row(
         Some(bytes),
         files,
         format!(
-            "median of {repeat} {what}: first {}, min {}, max {}",
+            "median of {} {what}: first {}, min {}, max {}",
+            times.len(),
             fmt_dur(first),
             fmt_dur(min),
             fmt_dur(max)
@@ -139,5 +191,5 @@ fn median_row(
         &format!("{}_repeat_min_s", crate::report::json_key(step)),
         min.as_secs_f64(),
     );
-    Ok(median)
+    median
 }

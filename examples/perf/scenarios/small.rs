@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use lockbox::{EntryKind, ExtractOptions, ExtractStats, Profile};
 
-use super::{repeat_extraction, repeat_import};
+use super::{import_and_peer_packs, repeat_extraction};
 use crate::BoxResult;
 use crate::bounds::{
     ArchiveFrames, Coding, FS_TRIES, Rate, bound_threads, cpu_bounds, frames_of, fs_create_bound,
@@ -25,7 +25,7 @@ use crate::bounds::{
 use crate::ctx::Ctx;
 use crate::datagen::SMALL_SEED;
 use crate::fsutil::{remove_dir_if_exists, settle};
-use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_dir, run_peers};
+use crate::peers::{Lockboxed, Peer, PeerExtract, compare_peers, extract_peers, peer_pack_dir};
 use crate::report::Section;
 use crate::rss::clock;
 use crate::units::{fmt_bytes, fmt_commit, mib_s};
@@ -275,13 +275,18 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(n as u64),
         String::new(),
     );
-    let import_compared = repeat_import(
+    let pack_src = |peer: Peer, out: &Path| -> BoxResult<Duration> {
+        peer_pack_dir(peer, &src, out)?;
+        Ok(Duration::ZERO)
+    };
+    let (import_compared, peer_packs) = import_and_peer_packs(
+        ctx,
         sec,
-        "import+commit",
+        "small",
         import_total,
-        cfg.import_repeat,
         logical,
-        Some(n as u64),
+        n as u64,
+        &pack_src,
         |k| {
             let name = format!("small-import-{k}");
             let mut lb = ctx.create(&name)?;
@@ -468,7 +473,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     sec.fraction("read-back (get)", rate(read), &w, v);
 
     if cfg.peers {
-        let runs = run_peers(
+        let runs = extract_peers(
             ctx,
             sec,
             "small",
@@ -479,12 +484,8 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 tmpfs: None,
                 memory: cfg.extract.memory(),
             },
-            cfg.import_repeat,
             cfg.extract_repeat,
-            &|peer, out| {
-                peer_pack_dir(peer, &src, out)?;
-                Ok(Duration::ZERO)
-            },
+            peer_packs.ok_or("peers packed nothing")?,
             &|peer, dest| verify_tree(dest, &paths, &datas, peer.name()),
         )?;
         compare_peers(

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use lockbox::{EntryKind, ExtractOptions, Profile};
 
-use super::{repeat_extraction, repeat_import};
+use super::{import_and_peer_packs, repeat_extraction};
 use crate::BoxResult;
 use crate::bounds::{
     ArchiveFrames, Coding, CpuBounds, FsBound, Rate, SPREAD_SAMPLE, cpu_bounds,
@@ -43,7 +43,7 @@ use crate::bounds::{
 use crate::ctx::Ctx;
 use crate::datagen::TREE_SEED;
 use crate::fsutil::{fs_type, remove_dir_if_exists, settle};
-use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_dir, run_peers};
+use crate::peers::{Lockboxed, Peer, PeerExtract, compare_peers, extract_peers, peer_pack_dir};
 use crate::report::Section;
 use crate::rss::clock;
 use crate::srctree::{self, Manifest, byte_sum};
@@ -157,13 +157,18 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(files),
         String::new(),
     );
-    let import_compared = repeat_import(
+    let pack_src = |peer: Peer, out: &Path| -> BoxResult<Duration> {
+        peer_pack_dir(peer, &src, out)?;
+        Ok(Duration::ZERO)
+    };
+    let (import_compared, peer_packs) = import_and_peer_packs(
+        ctx,
         sec,
-        "import+commit",
+        "tree",
         import_total,
-        cfg.import_repeat,
         logical,
-        Some(files),
+        files,
+        &pack_src,
         |k| {
             let name = format!("tree-import-{k}");
             let mut lb = ctx.create(&name)?;
@@ -403,7 +408,7 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     }
 
     if cfg.peers {
-        let runs = run_peers(
+        let runs = extract_peers(
             ctx,
             sec,
             "tree",
@@ -418,12 +423,8 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
                 },
                 memory: cfg.extract.memory(),
             },
-            cfg.import_repeat,
             cfg.extract_repeat,
-            &|peer, out| {
-                peer_pack_dir(peer, &src, out)?;
-                Ok(Duration::ZERO)
-            },
+            peer_packs.ok_or("peers packed nothing")?,
             &|peer, dest| srctree::verify(&man, dest, peer.name()),
         )?;
         compare_peers(
