@@ -22,12 +22,12 @@
 //! preallocated, and written with positional writes straight from the
 //! decoded frames.
 
-use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use rayon::prelude::*;
 
 use crate::data::packs::PackCache;

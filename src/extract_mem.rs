@@ -23,11 +23,11 @@
 //! from the disk (not measured).
 
 use std::collections::VecDeque;
-
-use ahash::AHashMap as HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use ahash::AHashMap as HashMap;
 
 use crate::data::frames::frame_of;
 use crate::error::{Error, Result};

@@ -1,8 +1,9 @@
 //! The table of contents: files, directories and symlinks by path, as a
 //! B-tree of [`Record`]s with this handle's staged changes over it.
 
-use ahash::AHashMap as HashMap;
 use std::io::{Read, Write};
+
+use ahash::AHashMap as HashMap;
 
 use crate::btree;
 use crate::crypto::seal::Kind;
@@ -328,8 +329,11 @@ impl Lockbox {
         // A kept buffer still holds the bytes it last read: they are
         // overwritten, never used (only what this read fills is).
         let mut buf = match self.stream_bufs.pop() {
-            Some(b) if b.len() == frame => b,
-            _ => vec![0u8; frame],
+            Some(mut b) => {
+                b.resize(frame, 0);
+                b
+            }
+            None => vec![0u8; frame],
         };
         let first = fill(r, &mut buf)?;
         if first < frame {

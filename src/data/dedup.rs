@@ -39,7 +39,6 @@
 //! (`data::index`), which the commit fills from what this module noted.
 
 use ahash::AHashMap as HashMap;
-
 use ring::digest::{Context, SHA256};
 use zeroize::{Zeroize, Zeroizing};
 

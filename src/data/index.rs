@@ -33,8 +33,6 @@
 //! Commit-time restaging (repacks, relocation) never looks the index up: a
 //! member moving out of a frame must not be pointed back into it.
 
-use ahash::AHashMap as HashMap;
-
 use ahash::{AHashMap, AHashSet};
 
 use crate::btree;
@@ -188,7 +186,7 @@ pub type MemberRef = (u8, Vec<u8>, Option<(Hint, [u8; 8])>);
 
 /// Committed member references by frame (or root) offset, read once per
 /// commit.
-pub type RefsByFrame = HashMap<u64, Vec<MemberRef>>;
+pub type RefsByFrame = AHashMap<u64, Vec<MemberRef>>;
 
 /// A staged entry's new content (tag, key, content and length).
 pub type NewContent<'a> = (u8, &'a [u8], &'a Content, u64);

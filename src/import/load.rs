@@ -7,9 +7,10 @@
 //! instead of the whole path), never following a symlink and never
 //! blocking on a FIFO that replaced a file since the listing. A batch is
 //! cut into chunks of [`CHUNK_FILES`] files, each loaded in order by one
-//! task into one buffer: one allocation, freed by the writer, per chunk
-//! instead of one per file (a file's buffer was allocated on an I/O thread
-//! and freed on the writer's, which cost glibc a locked free each).
+//! task into one buffer rather than one per file (a file's buffer was
+//! allocated on an I/O thread and freed on the writer's, which cost glibc
+//! a locked free each); the writer hands the buffers back once it stored
+//! their files, and the I/O threads read into them again ([`Buffers`]).
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};

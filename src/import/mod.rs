@@ -6,9 +6,9 @@
 //! stat'ed and (up to 2 MiB) read on the I/O threads (`load`, on
 //! `par::io_pool`: many small files are bound by system calls, so every
 //! core issues them), two batches ahead of the one the single writer
-//! packs, in order; a full pack
-//! compresses on the workers while the writer goes on. Larger files stream
-//! through `put_reader`'s pipeline. Symlinks are stored, never followed.
+//! packs, in order; a full pack compresses on the workers while the writer
+//! goes on. Larger files stream through `put_reader`'s pipeline. Symlinks
+//! are stored, never followed.
 
 mod load;
 
