@@ -242,29 +242,25 @@ fn importing_over_existing_entries_checks_each_slot() {
     lb.put("d/new.txt/below", b"a directory's file").unwrap();
     lb.commit().unwrap();
 
-    // Committed: `d/new.txt` is a directory, the tree has a file there.
-    let e = lb.add_path(&src, "d").unwrap_err();
-    assert!(
-        matches!(e, Error::AlreadyExists(ref p) if p == "d/new.txt"),
-        "got {e:?}"
-    );
-    lb.rollback();
-    // Staged only: the same.
-    lb.put("e/new.txt/below", b"staged").unwrap();
-    let e = lb.add_path(&src, "e").unwrap_err();
-    assert!(
-        matches!(e, Error::AlreadyExists(ref p) if p == "e/new.txt"),
-        "got {e:?}"
-    );
-    lb.rollback();
-    // A file where the tree has a directory.
-    lb.put("f/sub", b"a file").unwrap();
-    let e = lb.add_path(&src, "f").unwrap_err();
-    assert!(
-        matches!(e, Error::AlreadyExists(ref p) if p == "f/sub"),
-        "got {e:?}"
-    );
-    lb.rollback();
+    // (staged first, destination, the slot that collides): committed,
+    // `d/new.txt` is a directory where the tree has a file; staged only,
+    // the same; a staged file where the tree has a directory.
+    let cases = [
+        (None, "d", "d/new.txt"),
+        (Some("e/new.txt/below"), "e", "e/new.txt"),
+        (Some("f/sub"), "f", "f/sub"),
+    ];
+    for (staged, dest, slot) in cases {
+        if let Some(p) = staged {
+            lb.put(p, b"staged").unwrap();
+        }
+        let e = lb.add_path(&src, dest).unwrap_err();
+        assert!(
+            matches!(e, Error::AlreadyExists(ref p) if p == slot),
+            "{dest}: got {e:?}"
+        );
+        lb.rollback();
+    }
 
     // No collision: the tree goes in beside what is there.
     assert_eq!(lb.delete("d/new.txt").unwrap(), 1);

@@ -242,7 +242,7 @@ pub struct Packed {
 
 /// The time each peer takes to pack a scenario's data, and its size: one
 /// row each (`pack` returns the time it spent generating input, reported,
-/// not excluded). With `repeat` > 1 (`scenarios::repeat_import`) every
+/// not excluded). With `repeat` > 1 (`scenarios::import_and_peer_packs`) every
 /// `tar` peer packs `repeat` times, in rounds taken in turn with
 /// `again(k)`, k = 1..repeat (lockbox's own repeated runs of the same
 /// work, its first run just made): on a machine whose speed drifts by
@@ -459,34 +459,6 @@ pub fn extract_peers(
         });
     }
     Ok(runs)
-}
-
-/// `pack_peers` (no repeat) then `extract_peers`.
-#[allow(clippy::too_many_arguments)]
-pub fn run_peers(
-    ctx: &Ctx,
-    sec: &mut Section,
-    scenario: &str,
-    logical: u64,
-    files: u64,
-    extract: &PeerExtract,
-    extract_repeat: usize,
-    pack: &dyn Fn(Peer, &Path) -> BoxResult<Duration>,
-    verify: &dyn Fn(Peer, &Path) -> BoxResult<()>,
-) -> BoxResult<Vec<PeerRun>> {
-    let mut none = |_: usize| -> BoxResult<Duration> { Err("no lockbox runs to repeat".into()) };
-    let (packed, _) = pack_peers(ctx, sec, scenario, logical, files, 1, pack, &mut none)?;
-    extract_peers(
-        ctx,
-        sec,
-        scenario,
-        logical,
-        files,
-        extract,
-        extract_repeat,
-        packed,
-        verify,
-    )
 }
 
 /// Lockbox's figures against the peers' (see `Compare`); a figure lockbox

@@ -28,7 +28,9 @@ use crate::datagen::{
     expected_range,
 };
 use crate::fsutil::{remove_dir_if_exists, remove_if_exists, settle};
-use crate::peers::{Lockboxed, PeerExtract, compare_peers, peer_pack_stream, run_peers};
+use crate::peers::{
+    Lockboxed, Peer, PeerExtract, compare_peers, extract_peers, pack_peers, peer_pack_stream,
+};
 use crate::report::Section;
 use crate::rss::{clock, reset_peak_rss};
 use crate::units::{fmt_bytes, fmt_commit, fmt_dur, mib_s, percentile};
@@ -306,19 +308,25 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
     }
 
     if cfg.peers {
-        let runs = run_peers(
+        // The streamed add is not repeated (no LOCKBOX_PERF_IMPORT_REPEAT):
+        // one pack each.
+        let pack = |peer: Peer, out: &Path| peer_pack_stream(peer, out, cfg.pattern, size, path);
+        let mut no_repeat = |_: usize| -> BoxResult<Duration> { Err("not repeated".into()) };
+        let (packed, _) = pack_peers(ctx, sec, "large", size, 1, 1, &pack, &mut no_repeat)?;
+        let extract = PeerExtract {
+            dir: cfg.extract.directory(),
+            tmpfs: None,
+            memory: true,
+        };
+        let runs = extract_peers(
             ctx,
             sec,
             "large",
             size,
             1,
-            &PeerExtract {
-                dir: cfg.extract.directory(),
-                tmpfs: None,
-                memory: true,
-            },
+            &extract,
             cfg.extract_repeat,
-            &|peer, out| peer_pack_stream(peer, out, cfg.pattern, size, path),
+            packed,
             &|peer, dest| verify_large_file(&dest.join(path), cfg.pattern, size, peer.name()),
         )?;
         compare_peers(

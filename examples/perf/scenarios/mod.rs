@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use crate::BoxResult;
 use crate::ctx::Ctx;
-use crate::peers::{Packed, Peer, pack_peers};
+use lockbox::Profile;
+
+use crate::fsutil::settle;
+use crate::peers::{Packed, Peer, pack_peers, peer_pack_dir};
 use crate::report::Section;
+use crate::rss::clock;
 use crate::units::{fmt_dur, percentile};
 
 pub mod append_delete;
@@ -59,8 +63,9 @@ pub const DEFAULT_SCENARIOS: &[&str] = &["small", "large"];
 /// more times on the same handle (k = 1..repeat, a new destination each
 /// time) and one more row gives the median of all runs, so a warm cache or
 /// the `ExtractMany` profile shows, and noise can be seen. Returns the time
-/// to compare with the bounds and the peers (whose extractions `run_peers`
-/// repeats as often): the median, or `first` when not repeated.
+/// to compare with the bounds and the peers (whose extractions
+/// `peers::extract_peers` repeats as often): the median, or `first` when
+/// not repeated.
 pub fn repeat_extraction(
     sec: &mut Section,
     step: &str,
@@ -68,93 +73,78 @@ pub fn repeat_extraction(
     repeat: usize,
     bytes: u64,
     files: Option<u64>,
-    again: impl FnMut(usize) -> BoxResult<Duration>,
+    mut again: impl FnMut(usize) -> BoxResult<Duration>,
 ) -> BoxResult<Duration> {
     if repeat <= 1 {
         return Ok(first);
     }
-    let what = "runs";
-    let median = median_row(sec, step, first, repeat, bytes, files, what, again)?;
+    let mut times = vec![first];
+    for k in 1..repeat {
+        times.push(again(k)?);
+    }
+    let median = median_of_runs(sec, step, &times, bytes, files, "runs");
     sec.json_u("extract_repeat", repeat as u64);
     Ok(median)
 }
 
-/// `LOCKBOX_PERF_IMPORT_REPEAT`: with `repeat` > 1, an import compared with
-/// the peers runs `repeat - 1` more times (`again(k)`, k = 1..repeat, each
-/// into a new archive), one more row gives the median of all runs, and the
-/// peers table compares that median with the median of as many runs of each
-/// `tar` peer (`run_peers`). Returns the time to compare: the median, or
-/// `first` when not repeated.
-pub fn repeat_import(
-    sec: &mut Section,
-    step: &str,
-    first: Duration,
-    repeat: usize,
-    bytes: u64,
-    files: Option<u64>,
-    again: impl FnMut(usize) -> BoxResult<Duration>,
-) -> BoxResult<Duration> {
-    if repeat <= 1 {
-        return Ok(first);
-    }
-    let what = "runs, each into a new archive";
-    let median = median_row(sec, step, first, repeat, bytes, files, what, again)?;
-    sec.json_u("import_repeat", repeat as u64);
-    Ok(median)
-}
-
-/// Lockbox's import time to compare (see `repeat_import`) and, with
-/// `LOCKBOX_PERF_PEERS`, the peers' archives of the same data, packed now,
-/// in rounds taken in turn with lockbox's repeated imports (`again`), so
-/// that both sides of each ratio see the same phases of the machine
-/// (`peers::pack_peers`).
+/// Lockbox's import of `src` (`add_path` + commit under `BulkImport`, its
+/// first run `first` made already) and, with `LOCKBOX_PERF_PEERS`, the
+/// peers' archives of the same directory. `LOCKBOX_PERF_IMPORT_REPEAT` >
+/// 1 runs the import that many times in all, each into a new archive, and
+/// a row gives the median; with the peers, their packs run in rounds taken
+/// in turn with lockbox's imports, so both sides of each ratio see the
+/// same phases of the machine (`peers::pack_peers`). Returns the time to
+/// compare (the median, or `first`) and the peers' archives.
 #[allow(clippy::too_many_arguments)]
 pub fn import_and_peer_packs(
     ctx: &Ctx,
     sec: &mut Section,
     scenario: &str,
+    src: &std::path::Path,
     first: Duration,
     logical: u64,
     files: u64,
-    pack: &dyn Fn(Peer, &std::path::Path) -> BoxResult<Duration>,
-    mut again: impl FnMut(usize) -> BoxResult<Duration>,
 ) -> BoxResult<(Duration, Option<Vec<Packed>>)> {
     let repeat = ctx.cfg.import_repeat;
-    let step = "import+commit";
-    if !ctx.cfg.peers {
-        let d = repeat_import(sec, step, first, repeat, logical, Some(files), again)?;
-        return Ok((d, None));
+    let mut again = |k: usize| -> BoxResult<Duration> {
+        let name = format!("{scenario}-import-{k}");
+        let mut lb = ctx.create(&name)?;
+        settle(&ctx.dir);
+        let t = clock();
+        lb.set_profile(Profile::BulkImport);
+        lb.add_path(src, "")?;
+        lb.commit()?;
+        let d = t.elapsed();
+        drop(lb);
+        ctx.remove_archive(&name)?;
+        Ok(d)
+    };
+    let pack = |peer: Peer, out: &std::path::Path| -> BoxResult<Duration> {
+        peer_pack_dir(peer, src, out)?;
+        Ok(Duration::ZERO)
+    };
+    let (packed, times) = if ctx.cfg.peers {
+        let (packed, rest) = pack_peers(
+            ctx, sec, scenario, logical, files, repeat, &pack, &mut again,
+        )?;
+        (Some(packed), std::iter::once(first).chain(rest).collect())
+    } else {
+        let mut times = vec![first];
+        for k in 1..repeat {
+            times.push(again(k)?);
+        }
+        (None, times)
+    };
+    if times.len() <= 1 {
+        return Ok((first, packed));
     }
-    let (packed, rest) = pack_peers(ctx, sec, scenario, logical, files, repeat, pack, &mut again)?;
-    if repeat <= 1 {
-        return Ok((first, Some(packed)));
-    }
-    let mut times = vec![first];
-    times.extend(rest);
-    let what = "runs, each into a new archive, in turn with the peers'";
-    let d = median_of_runs(sec, step, &times, logical, Some(files), what);
+    let what = match packed {
+        Some(_) => "runs, each into a new archive, in turn with the peers'",
+        None => "runs, each into a new archive",
+    };
+    let d = median_of_runs(sec, "import+commit", &times, logical, Some(files), what);
     sec.json_u("import_repeat", repeat as u64);
-    Ok((d, Some(packed)))
-}
-
-/// Runs `again(k)` for k = 1..repeat, and reports the median of those
-/// runs and `first` in a row of its own (`median_of_runs`).
-#[allow(clippy::too_many_arguments)]
-fn median_row(
-    sec: &mut Section,
-    step: &str,
-    first: Duration,
-    repeat: usize,
-    bytes: u64,
-    files: Option<u64>,
-    what: &str,
-    mut again: impl FnMut(usize) -> BoxResult<Duration>,
-) -> BoxResult<Duration> {
-    let mut times = vec![first];
-    for k in 1..repeat {
-        times.push(again(k)?);
-    }
-    Ok(median_of_runs(sec, step, &times, bytes, files, what))
+    Ok((d, packed))
 }
 
 /// Reports the median of `times` (`times[0]` the first run) in a row of

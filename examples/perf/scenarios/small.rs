@@ -25,7 +25,7 @@ use crate::bounds::{
 use crate::ctx::Ctx;
 use crate::datagen::SMALL_SEED;
 use crate::fsutil::{remove_dir_if_exists, settle};
-use crate::peers::{Lockboxed, Peer, PeerExtract, compare_peers, extract_peers, peer_pack_dir};
+use crate::peers::{Lockboxed, PeerExtract, compare_peers, extract_peers};
 use crate::report::Section;
 use crate::rss::clock;
 use crate::units::{fmt_bytes, fmt_commit, mib_s};
@@ -275,32 +275,8 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(n as u64),
         String::new(),
     );
-    let pack_src = |peer: Peer, out: &Path| -> BoxResult<Duration> {
-        peer_pack_dir(peer, &src, out)?;
-        Ok(Duration::ZERO)
-    };
-    let (import_compared, peer_packs) = import_and_peer_packs(
-        ctx,
-        sec,
-        "small",
-        import_total,
-        logical,
-        n as u64,
-        &pack_src,
-        |k| {
-            let name = format!("small-import-{k}");
-            let mut lb = ctx.create(&name)?;
-            settle(&ctx.dir);
-            let t = clock();
-            lb.set_profile(Profile::BulkImport);
-            lb.add_path(&src, "")?;
-            lb.commit()?;
-            let d = t.elapsed();
-            drop(lb);
-            ctx.remove_archive(&name)?;
-            Ok(d)
-        },
-    )?;
+    let (import_compared, peer_packs) =
+        import_and_peer_packs(ctx, sec, "small", &src, import_total, logical, n as u64)?;
     let (lbi, _) = ctx.reopen(lbi, "small-import")?;
     let import_stored = ctx.stored_bytes(&lbi, "small-import")?;
 

@@ -43,7 +43,7 @@ use crate::bounds::{
 use crate::ctx::Ctx;
 use crate::datagen::TREE_SEED;
 use crate::fsutil::{fs_type, remove_dir_if_exists, settle};
-use crate::peers::{Lockboxed, Peer, PeerExtract, compare_peers, extract_peers, peer_pack_dir};
+use crate::peers::{Lockboxed, PeerExtract, compare_peers, extract_peers};
 use crate::report::Section;
 use crate::rss::clock;
 use crate::srctree::{self, Manifest, byte_sum};
@@ -157,32 +157,8 @@ pub fn run(ctx: &Ctx, sec: &mut Section) -> BoxResult<()> {
         Some(files),
         String::new(),
     );
-    let pack_src = |peer: Peer, out: &Path| -> BoxResult<Duration> {
-        peer_pack_dir(peer, &src, out)?;
-        Ok(Duration::ZERO)
-    };
-    let (import_compared, peer_packs) = import_and_peer_packs(
-        ctx,
-        sec,
-        "tree",
-        import_total,
-        logical,
-        files,
-        &pack_src,
-        |k| {
-            let name = format!("tree-import-{k}");
-            let mut lb = ctx.create(&name)?;
-            settle(&ctx.dir);
-            let t = clock();
-            lb.set_profile(Profile::BulkImport);
-            lb.add_path(&src, "")?;
-            lb.commit()?;
-            let d = t.elapsed();
-            drop(lb);
-            ctx.remove_archive(&name)?;
-            Ok(d)
-        },
-    )?;
+    let (import_compared, peer_packs) =
+        import_and_peer_packs(ctx, sec, "tree", &src, import_total, logical, files)?;
     let (lb, open) = ctx.reopen(lb, "tree")?;
     sec.timed("open", open, None, None, "reopen after commit".into());
     let stored = ctx.stored_bytes(&lb, "tree")?;
