@@ -122,27 +122,55 @@ impl LoadRules {
     }
 }
 
+/// Directory descriptors an import holds open at most ([`DirFds`]): the
+/// walk's open directories and those of the files in the batches loading.
+/// (A tree of one file per directory would otherwise hold one per file of
+/// three batches, 768, near the usual limit of 1,024 descriptors a process
+/// may open: the application's own opens, and the I/O threads' opens of
+/// the files themselves, would fail.)
+const MAX_DIR_FDS: usize = 64;
+
+/// How many directory descriptors an import holds; past `MAX_DIR_FDS`, a
+/// directory's files are opened by path.
+pub(super) type DirFds = Arc<std::sync::atomic::AtomicUsize>;
+
 /// A directory being imported: its path, and (Linux) a descriptor its
 /// files are opened from.
 pub(super) struct SourceDir {
     path: PathBuf,
     #[cfg(target_os = "linux")]
-    fd: Option<std::os::fd::OwnedFd>,
+    fd: Option<(std::os::fd::OwnedFd, DirFds)>,
 }
 
 impl SourceDir {
     /// The directory at `path`, listed already; without a descriptor (its
-    /// files then opened by path) if it cannot be opened.
-    pub(super) fn open(path: PathBuf) -> SourceDir {
+    /// files then opened by path) if it cannot be opened or the import
+    /// holds `MAX_DIR_FDS` already (`held`).
+    pub(super) fn open(path: PathBuf, held: &DirFds) -> SourceDir {
         #[cfg(target_os = "linux")]
         {
             use rustix::fs::{Mode, OFlags};
+            if held.fetch_add(1, Ordering::Relaxed) >= MAX_DIR_FDS {
+                held.fetch_sub(1, Ordering::Relaxed);
+                return SourceDir { path, fd: None };
+            }
             let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            let fd = rustix::fs::open(&path, flags, Mode::empty()).ok();
-            SourceDir { path, fd }
+            match rustix::fs::open(&path, flags, Mode::empty()) {
+                Ok(fd) => SourceDir {
+                    path,
+                    fd: Some((fd, held.clone())),
+                },
+                Err(_) => {
+                    held.fetch_sub(1, Ordering::Relaxed);
+                    SourceDir { path, fd: None }
+                }
+            }
         }
         #[cfg(not(target_os = "linux"))]
-        SourceDir { path }
+        {
+            let _ = held;
+            SourceDir { path }
+        }
     }
 
     pub(super) fn path(&self) -> &Path {
@@ -156,6 +184,15 @@ impl SourceDir {
             path,
             #[cfg(target_os = "linux")]
             fd: None,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SourceDir {
+    fn drop(&mut self) {
+        if let Some((_, held)) = &self.fd {
+            held.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -181,7 +218,9 @@ impl Source {
             use rustix::fs::{Mode, OFlags};
             let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
             let fd = match &self.dir.fd {
-                Some(dir) => rustix::fs::openat(dir, self.name.as_os_str(), flags, Mode::empty()),
+                Some((dir, _)) => {
+                    rustix::fs::openat(dir, self.name.as_os_str(), flags, Mode::empty())
+                }
                 None => rustix::fs::open(self.path(), flags, Mode::empty()),
             };
             Ok(File::from(fd?))
@@ -394,7 +433,8 @@ mod tests {
             0,
         )
         .unwrap();
-        let dir = Arc::new(SourceDir::open(tmp.path().to_path_buf()));
+        let held = DirFds::default();
+        let dir = Arc::new(SourceDir::open(tmp.path().to_path_buf(), &held));
         assert!(dir.fd.is_some());
         let mut s = String::new();
         source(&dir, "f")
@@ -422,6 +462,26 @@ mod tests {
         assert!(source(&by_path, "f").open().is_ok());
     }
 
+    /// At most `MAX_DIR_FDS` directory descriptors are held; past that a
+    /// directory's files are opened by path, and a dropped directory frees
+    /// its slot.
+    #[test]
+    fn directory_descriptors_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"x").unwrap();
+        let held = DirFds::default();
+        let open = || Arc::new(SourceDir::open(tmp.path().to_path_buf(), &held));
+        let dirs: Vec<_> = (0..MAX_DIR_FDS).map(|_| open()).collect();
+        assert!(dirs.iter().all(|d| d.fd.is_some()));
+        let over = open();
+        assert!(over.fd.is_none());
+        assert!(source(&over, "f").open().is_ok(), "opened by path");
+        assert_eq!(held.load(Ordering::Relaxed), MAX_DIR_FDS);
+        drop(dirs);
+        assert_eq!(held.load(Ordering::Relaxed), 0);
+        assert!(open().fd.is_some());
+    }
+
     /// Small files share their chunk's buffer; larger ones read whole get
     /// their own; a file that cannot be read leaves the buffer as it was.
     #[test]
@@ -431,7 +491,10 @@ mod tests {
         std::fs::write(tmp.path().join("a"), b"alpha").unwrap();
         std::fs::write(tmp.path().join("b"), &big).unwrap();
         std::fs::write(tmp.path().join("c"), b"gamma!").unwrap();
-        let dir = Arc::new(SourceDir::open(tmp.path().to_path_buf()));
+        let dir = Arc::new(SourceDir::open(
+            tmp.path().to_path_buf(),
+            &DirFds::default(),
+        ));
         let names = ["a", "missing", "b", "c"];
         let files = names
             .iter()

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use load::{BATCH_FILES, Body, Buffers, Chunk, LoadRules, Loaded, Loading, Source, SourceDir};
+use load::{
+    BATCH_FILES, Body, Buffers, Chunk, DirFds, LoadRules, Loaded, Loading, Source, SourceDir,
+};
 
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
@@ -155,6 +157,8 @@ struct Importer<'a, F: FnMut(&Progress)> {
     batch: Vec<(Vec<u8>, Source)>,
     /// Buffers for the I/O threads to read into, handed back once stored.
     buffers: Arc<Buffers>,
+    /// Directory descriptors held (`load::SourceDir`).
+    dir_fds: DirFds,
     /// Batches loading while the one before them is stored, oldest first.
     loading: std::collections::VecDeque<Loading>,
 }
@@ -208,7 +212,7 @@ fn list_dir<F: FnMut(&Progress)>(
             Ok(Some((
                 names.into_iter(),
                 at,
-                Arc::new(SourceDir::open(dir)),
+                Arc::new(SourceDir::open(dir, &imp.dir_fds)),
             )))
         }
         Err(e) => {
@@ -268,6 +272,7 @@ impl Lockbox {
             fresh: false,
             batch: Vec::new(),
             buffers: Arc::default(),
+            dir_fds: DirFds::default(),
             loading: std::collections::VecDeque::new(),
         };
         self.guarded(|lb| {
