@@ -363,6 +363,10 @@ impl Lockbox {
     /// (offset, length) those members leave.
     fn touched_packs(&self) -> Result<Touched> {
         let mut touched = Touched::new();
+        if self.committed.toc.root.is_none() && self.committed.vars.root.is_none() {
+            // Nothing committed: no member can leave a frame.
+            return Ok(touched);
+        }
         let mut check = |old: Option<(&Content, u64)>, new: Option<&Content>| {
             if let Some((Content::Packed { frame, offset }, len)) = old {
                 let kept = matches!(new, Some(Content::Packed { frame: f, offset: o })
@@ -390,6 +394,9 @@ impl Lockbox {
         touched: Touched,
         refs: &mut RefsByFrame,
     ) -> Result<(Vec<Ptr>, Vec<Ptr>)> {
+        if touched.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         // Ranges of each touched frame that staged entries use.
         let mut staged_uses: BTreeMap<u64, BTreeSet<(u32, u64)>> = BTreeMap::new();
         for (c, len) in self.staged_contents() {
