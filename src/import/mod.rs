@@ -209,6 +209,10 @@ fn list_dir<F: FnMut(&Progress)>(
                 .map(|e| (e.file_name(), e.file_type().ok()))
                 .collect();
             names.sort_by(|a, b| a.0.cmp(&b.0));
+            // A directory changed while it was read may list a name twice:
+            // each name is visited once (what lets a fresh import skip the
+            // collision checks).
+            names.dedup_by(|a, b| a.0 == b.0);
             Ok(Some((
                 names.into_iter(),
                 at,
