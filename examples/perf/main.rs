@@ -118,7 +118,9 @@
 //! (`/proc/self/clear_refs`) before each timed step and read after it, so it
 //! includes what the run itself holds (e.g. the small files' generated data,
 //! and heap the allocator kept from earlier scenarios: the reset brings the
-//! mark down to the current RSS, not to zero).
+//! mark down to the current RSS, not to zero). A scenario's "peak RSS" row
+//! is the highest of lockbox's phases (the peers' do not count) and the
+//! most one of them added over the resident size it began with.
 //!
 //! Directories of many small files made by the run (sources, extractions,
 //! filesystem bounds) are removed only at its end (that cleanup is outside

@@ -17,7 +17,7 @@ use crate::ctx::Ctx;
 use crate::datagen::{CountingSink, GenReader, LARGE_SEED, Pattern};
 use crate::fsutil::{remove_dir_if_exists, remove_if_exists, settle};
 use crate::report::{Section, json_key};
-use crate::rss::clock;
+use crate::rss::{clock, peak_rss_bytes};
 use crate::scenarios::{median_of_runs, repeat_extraction};
 use crate::units::{fmt_bytes, fmt_dur};
 
@@ -262,15 +262,17 @@ pub fn pack_peers(
     again: &mut dyn FnMut(usize) -> BoxResult<Duration>,
 ) -> BoxResult<(Vec<Packed>, Vec<Duration>)> {
     let files_rate = (files > 1).then_some(files);
-    let run_pack = |peer: Peer| -> BoxResult<(Duration, Duration)> {
+    // (time, time generating input, peak RSS of the phase)
+    let run_pack = |peer: Peer| -> BoxResult<(Duration, Duration, Option<u64>)> {
         let out = ctx.dir.join(peer.file_name(scenario));
         remove_if_exists(&out)?;
         settle(&ctx.dir);
         let t = clock();
         let generated = pack(peer, &out).map_err(|e| format!("{} pack: {e}", peer.name()))?;
-        Ok((t.elapsed(), generated))
+        Ok((t.elapsed(), generated, peak_rss_bytes()))
     };
-    let mut times: Vec<(Peer, Vec<Duration>, Duration)> = Vec::new();
+    // Each peer's times, and the first run's input time and peak RSS.
+    let mut times: Vec<(Peer, Vec<Duration>, Duration, Option<u64>)> = Vec::new();
     let mut lockbox = Vec::new();
     for k in 0..repeat.max(1) {
         if k > 0 {
@@ -281,10 +283,10 @@ pub fn pack_peers(
             .copied()
             .filter(|p| matches!(p, Peer::TarZstd(_)))
         {
-            let (d, generated) = run_pack(peer)?;
+            let (d, generated, rss) = run_pack(peer)?;
             match times.iter_mut().find(|t| t.0 == peer) {
                 Some(t) => t.1.push(d),
-                None => times.push((peer, vec![d], generated)),
+                None => times.push((peer, vec![d], generated, rss)),
             }
         }
     }
@@ -293,11 +295,11 @@ pub fn pack_peers(
         .copied()
         .filter(|p| !matches!(p, Peer::TarZstd(_)))
     {
-        let (d, generated) = run_pack(peer)?;
-        times.push((peer, vec![d], generated));
+        let (d, generated, rss) = run_pack(peer)?;
+        times.push((peer, vec![d], generated, rss));
     }
     let mut packed = Vec::new();
-    for (peer, runs, generated) in times {
+    for (peer, runs, generated, rss) in times {
         let name = peer.name();
         let detail = if generated > Duration::ZERO {
             format!(
@@ -308,7 +310,9 @@ pub fn pack_peers(
             "from the same source directory".to_string()
         };
         let step = format!("{name} pack");
-        sec.timed(&step, runs[0], Some(logical), files_rate, detail);
+        sec.peers_begin();
+        sec.timed_inner(&step, runs[0], Some(logical), files_rate, detail, rss);
+        sec.peers_end();
         let d = if runs.len() > 1 {
             let what = "runs, each into a new archive, in turn with lockbox's";
             median_of_runs(sec, &step, &runs, logical, files_rate, what)
@@ -357,6 +361,8 @@ pub fn extract_peers(
 ) -> BoxResult<Vec<PeerRun>> {
     let files_rate = (files > 1).then_some(files);
     let mut runs = Vec::new();
+    // The peers' phases do not count toward the scenario's peak RSS.
+    sec.peers_begin();
     for Packed {
         peer,
         out,
@@ -458,6 +464,7 @@ pub fn extract_peers(
             extract_mem,
         });
     }
+    sec.peers_end();
     Ok(runs)
 }
 

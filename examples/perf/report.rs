@@ -69,8 +69,14 @@ pub struct Section {
     pub json: Vec<(String, Json)>,
     pub fractions: Vec<Fraction>,
     pub compares: Vec<Compare>,
-    /// Highest per-phase peak RSS seen in the scenario.
+    /// Highest per-phase peak RSS of lockbox's phases in the scenario.
     pub max_rss: u64,
+    /// The most one of lockbox's phases added over the resident size it
+    /// began with.
+    max_rss_added: u64,
+    /// Whether timed phases are lockbox's (not the peers'): only those
+    /// count toward `max_rss`.
+    counting_rss: bool,
 }
 
 pub fn json_key(step: &str) -> String {
@@ -94,7 +100,19 @@ impl Section {
             fractions: Vec::new(),
             compares: Vec::new(),
             max_rss: 0,
+            max_rss_added: 0,
+            counting_rss: true,
         }
+    }
+
+    /// The timed phases from here to `peers_end` are the peers': they do
+    /// not count toward the scenario's peak RSS.
+    pub fn peers_begin(&mut self) {
+        self.counting_rss = false;
+    }
+
+    pub fn peers_end(&mut self) {
+        self.counting_rss = true;
     }
 
     pub fn json_s(&mut self, key: &str, v: &str) {
@@ -227,7 +245,11 @@ impl Section {
         }
         if let Some(r) = rss {
             self.json_u(&format!("{k}_peak_rss_bytes"), r);
-            self.max_rss = self.max_rss.max(r);
+            if self.counting_rss {
+                self.max_rss = self.max_rss.max(r);
+                let added = r.saturating_sub(crate::rss::phase_start_rss());
+                self.max_rss_added = self.max_rss_added.max(added);
+            }
         }
         self.row(step, Some(d), mib_s, files_s, detail);
         if let Some(last) = self.rows.last_mut() {
@@ -256,17 +278,24 @@ impl Section {
     }
 
     /// The scenario's peak RSS: the highest of lockbox's timed phases so
-    /// far (call it before the bounds and the peers).
+    /// far (the peers' phases, between `peers_begin` and `peers_end`, do
+    /// not count), and the most one of them added over what the process
+    /// held when it began.
     pub fn peak_rss(&mut self) {
         let b = self.max_rss;
         if b > 0 {
             self.json_u("peak_rss_bytes", b);
+            self.json_u("peak_rss_added_bytes", self.max_rss_added);
             self.row(
                 "peak RSS",
                 None,
                 None,
                 None,
-                format!("{} (highest lockbox phase)", fmt_bytes(b)),
+                format!(
+                    "{} (highest lockbox phase; the most a lockbox phase added over the process's size when it began: {})",
+                    fmt_bytes(b),
+                    fmt_bytes(self.max_rss_added)
+                ),
             );
         } else {
             self.row("peak RSS", None, None, None, "unavailable".into());
