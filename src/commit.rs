@@ -87,7 +87,7 @@ impl Lockbox {
         self.toc.clear();
         self.vars.clear();
         self.session_packs.clear();
-        self.stream_bufs = Vec::new();
+        self.stream_bufs.clear();
         self.dedup.clear();
         self.repack_pending = redact.repack.clone();
         match self.redact(&redact) {
@@ -306,7 +306,7 @@ impl Lockbox {
         self.vars.clear();
         self.pack.discard();
         self.session_packs.clear();
-        self.stream_bufs = Vec::new();
+        self.stream_bufs.clear();
         self.dedup.clear();
         self.store.take_written();
         if self.poisoned {

@@ -50,10 +50,8 @@ pub struct Lockbox {
     /// Packed frames written since the last commit.
     pub(crate) session_packs: Vec<crate::format::ptr::Ptr>,
     /// Frame buffers of streamed contents, kept for the next one of the
-    /// session (`toc::store_reader`; dropped by a commit or rollback): a
-    /// fresh 1 MiB buffer is a new mapping, faulted in page by page. At
-    /// most `toc::KEEP_STREAM_BUFS`.
-    pub(crate) stream_bufs: Vec<Vec<u8>>,
+    /// session (`toc::store_reader`; dropped by a commit or rollback).
+    pub(crate) stream_bufs: crate::data::bufs::Buffers,
     /// Small contents staged since the last commit, by keyed BLAKE3 hash:
     /// the member that first stored each (`data::dedup`).
     pub(crate) dedup: crate::data::dedup::Dedup,
@@ -226,7 +224,7 @@ impl Lockbox {
             vars: Overlay::new(),
             pack,
             session_packs: Vec::new(),
-            stream_bufs: Vec::new(),
+            stream_bufs: crate::data::bufs::Buffers::new(crate::toc::KEEP_STREAM_BYTES),
             dedup,
             repack_pending: Vec::new(),
             other_seq: None,

@@ -21,10 +21,10 @@ use crate::staged::Merged;
 
 /// Frames compressed and written together by one batch of a streaming write.
 const BATCH_FRAMES: usize = 16;
-/// Frame buffers a handle keeps between streamed contents (4 MiB under
-/// `BulkImport`'s 1 MiB frames): a file of up to that many frames reads
+/// Bytes of frame buffers a handle keeps between streamed contents (four
+/// of `BulkImport`'s 1 MiB frames): a file of up to that many frames reads
 /// into buffers already mapped.
-pub(crate) const KEEP_STREAM_BUFS: usize = 4;
+pub(crate) const KEEP_STREAM_BYTES: usize = 4 << 20;
 
 /// An entry of the lockbox, as `stat` and `list` return it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -317,7 +317,7 @@ impl Lockbox {
     }
 
     /// Streams `r` into storage with memory bounded by one batch of frames
-    /// (and `KEEP_STREAM_BUFS` frame buffers kept for the next content).
+    /// (and `KEEP_STREAM_BYTES` of frame buffers kept for the next content).
     pub(crate) fn store_reader(
         &mut self,
         member: Member,
@@ -328,23 +328,20 @@ impl Lockbox {
         // ones stream through the frame pipeline.
         // A kept buffer still holds the bytes it last read: they are
         // overwritten, never used (only what this read fills is).
-        let mut buf = match self.stream_bufs.pop() {
-            Some(mut b) => {
-                b.resize(frame, 0);
-                b
-            }
-            None => vec![0u8; frame],
-        };
+        let mut buf = self.stream_bufs.take_len(frame);
         let first = fill(r, &mut buf)?;
         if first < frame {
             let stored = self.store_bytes(member, &buf[..first]);
-            self.stream_bufs.push(buf);
+            self.stream_bufs.give(buf);
             return Ok((stored?, first as u64));
         }
         let mut w = FrameWriter::new(frame as u32, self.next_gen());
         let mut hasher = self.dedup.hasher().stream();
-        let streamed = w.write_stream(&self.store, buf, r, &mut hasher, &mut self.stream_bufs);
-        self.stream_bufs.truncate(KEEP_STREAM_BUFS);
+        let mut spare = Vec::new();
+        let streamed = w.write_stream(&self.store, buf, r, &mut hasher, &mut spare);
+        for b in spare {
+            self.stream_bufs.give(b);
+        }
         let total = streamed?;
         let written = w.finish(&self.store)?;
         // A copy found only now: the frames just written stay unreferenced

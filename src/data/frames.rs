@@ -67,7 +67,9 @@ impl FrameWriter {
     /// frame starts compressing on the workers as soon as it is read, while
     /// this thread reads the next; once `STREAM_AHEAD` bytes are in flight
     /// the older half is sealed and written, in order.
-    /// Every byte also goes through `hasher`. Returns the bytes streamed.
+    /// Every byte also goes through `hasher`. Returns the bytes streamed;
+    /// the buffers of written frames, read into again meanwhile, are left
+    /// in `spare` (for the caller to keep).
     pub fn write_stream(
         &mut self,
         store: &Store,

@@ -2,6 +2,7 @@
 //! tree, small files packed many to a frame, and range reads that decode
 //! only the frames they overlap.
 
+pub mod bufs;
 pub mod dedup;
 pub mod frames;
 pub mod index;

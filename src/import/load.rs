@@ -10,7 +10,8 @@
 //! task into one buffer rather than one per file (a file's buffer was
 //! allocated on an I/O thread and freed on the writer's, which cost glibc
 //! a locked free each); the writer hands the buffers back once it stored
-//! their files, and the I/O threads read into them again ([`Buffers`]).
+//! their files, and the I/O threads read into them again
+//! (`data::bufs::Buffers`).
 
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -18,10 +19,11 @@ use std::fs::{File, Metadata};
 use std::io::Read;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
+use crate::data::bufs::Buffers;
 use crate::data::dedup::ContentHasher;
 use crate::error::{Error, Result};
 use crate::par::{io_pool, par_map_owned};
@@ -45,46 +47,9 @@ const LOAD_MAX: u64 = 2 << 20;
 const LOAD_BUDGET: u64 = 16 << 20;
 
 /// Bytes of buffers kept for reuse ([`Buffers`]): one batch's budget.
-const KEEP_BYTES: usize = LOAD_BUDGET as usize;
+pub(super) const KEEP_BYTES: usize = LOAD_BUDGET as usize;
 /// Capacity a chunk's buffer starts with when none is kept.
 const CHUNK_START: usize = 16 << 10;
-
-/// Buffers the writer hands back once it stored their files, for the I/O
-/// threads to read into again. A fresh buffer of 128 KiB or more is a new
-/// mapping from the allocator, faulted in page by page as files are read
-/// into it and unmapped when the writer frees it: on a 46k-file tree that
-/// was a fifth of the import's page faults.
-#[derive(Default)]
-pub(super) struct Buffers {
-    kept: Mutex<Vec<Vec<u8>>>,
-}
-
-impl Buffers {
-    /// An empty buffer with room for at least `len` bytes: the smallest
-    /// kept one that has it, or a new one.
-    fn take(&self, len: usize) -> Vec<u8> {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let best = (kept.iter().enumerate())
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
-            .map(|(i, _)| i);
-        match best {
-            Some(i) => kept.swap_remove(i),
-            None => Vec::with_capacity(len),
-        }
-    }
-
-    /// Keeps `buf` for a later [`take`](Self::take) while the kept ones
-    /// hold less than `KEEP_BYTES`.
-    pub(super) fn give(&self, mut buf: Vec<u8>) {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let held: usize = kept.iter().map(|b| b.capacity()).sum();
-        if buf.capacity() > 0 && held + buf.capacity() <= KEEP_BYTES {
-            buf.clear();
-            kept.push(buf);
-        }
-    }
-}
 
 /// What the I/O threads read whole, and which bytes they hash.
 pub(super) struct LoadRules {
@@ -301,8 +266,7 @@ fn load(
         }
         Ok((meta, Body::Chunk(start..start + len)))
     } else {
-        let mut own = rules.buffers.take(len);
-        own.resize(len, 0);
+        let mut own = rules.buffers.take_len(len);
         if let Err(e) = read_all(&f, &mut own) {
             rules.buffers.give(own);
             return Err(shrank(e));
@@ -332,7 +296,11 @@ fn read_all(f: &File, buf: &mut [u8]) -> std::io::Result<()> {
 /// `data::dedup`).
 fn load_chunk(files: Vec<(Vec<u8>, Source)>, rules: &LoadRules) -> Chunk {
     let mut chunk = Chunk {
-        buf: rules.buffers.take(CHUNK_START),
+        buf: {
+            let mut b = rules.buffers.take(CHUNK_START);
+            b.clear();
+            b
+        },
         files: Vec::with_capacity(files.len()),
     };
     for (key, source) in files {
@@ -451,7 +419,11 @@ mod tests {
         let f = source(&dir, "fifo").open().unwrap();
         assert!(!f.metadata().unwrap().is_file());
         // Loaded, it is reported (by the writer) as not a regular file.
-        let rules = LoadRules::new(0, ContentHasher::new(&[1; 32]), Arc::default());
+        let rules = LoadRules::new(
+            0,
+            ContentHasher::new(&[1; 32]),
+            Arc::new(Buffers::new(KEEP_BYTES)),
+        );
         let chunk = load_chunk(vec![(b"k".to_vec(), source(&dir, "fifo"))], &rules);
         let (meta, body) = chunk.files[0].data.as_ref().unwrap();
         assert!(!meta.is_file() && matches!(body, Body::Streamed));
@@ -499,7 +471,11 @@ mod tests {
         let files = names
             .iter()
             .map(|n| (n.as_bytes().to_vec(), source(&dir, n)));
-        let rules = LoadRules::new(0, ContentHasher::new(&[1; 32]), Arc::default());
+        let rules = LoadRules::new(
+            0,
+            ContentHasher::new(&[1; 32]),
+            Arc::new(Buffers::new(KEEP_BYTES)),
+        );
         let chunk = load_chunk(files.collect(), &rules);
         assert_eq!(chunk.buf, b"alphagamma!");
         let bytes: Vec<Option<&[u8]>> = chunk

@@ -18,10 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use load::{
-    BATCH_FILES, Body, Buffers, Chunk, DirFds, LoadRules, Loaded, Loading, Source, SourceDir,
-};
+use load::{BATCH_FILES, Body, Chunk, DirFds, LoadRules, Loaded, Loading, Source, SourceDir};
 
+use crate::data::bufs::Buffers;
 use crate::data::pack::Member;
 use crate::error::{Error, Result};
 use crate::format::entry::{Content, EntryKind, INLINE_MAX, MAX_TARGET, Record};
@@ -275,7 +274,7 @@ impl Lockbox {
             done: Progress::default(),
             fresh: false,
             batch: Vec::new(),
-            buffers: Arc::default(),
+            buffers: Arc::new(Buffers::new(load::KEEP_BYTES)),
             dir_fds: DirFds::default(),
             loading: std::collections::VecDeque::new(),
         };
